@@ -1,0 +1,423 @@
+//! Configuration problems with their place in the file, and TOML loading that keeps
+//! going after the first problem so that every problem is reported at once.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use toml_edit::{Document, Item};
+
+/// One problem in a configuration file, printed as `FILE:LINE:COLUMN: KEY: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// 1-based line; 0 when the problem concerns the whole file.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Dotted key path, such as `mqtt.subscription[1].qos`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.key,
+            self.message
+        )
+    }
+}
+
+/// Every problem found while loading a configuration and the files it references.
+#[derive(Debug, Default, Clone)]
+pub struct Diagnostics {
+    items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    pub fn push(&mut self, diagnostic: Diagnostic) {
+        self.items.push(diagnostic);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.items.iter()
+    }
+
+    /// Adds a problem that has no place in a file, such as an unreadable path.
+    pub fn file_error(&mut self, file: &Path, key: &str, message: impl Into<String>) {
+        self.push(Diagnostic {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, item) in self.items.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{item}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// A parsed TOML file that remembers where every key and value sits.
+pub struct TomlFile {
+    pub path: PathBuf,
+    text: String,
+    doc: Document<String>,
+}
+
+impl TomlFile {
+    /// Reads and parses `path`. A read or syntax error becomes a diagnostic.
+    pub fn load(path: &Path, diags: &mut Diagnostics) -> Option<TomlFile> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => TomlFile::parse(path, text, diags),
+            Err(err) => {
+                diags.file_error(path, "-", format!("cannot read file: {err}"));
+                None
+            }
+        }
+    }
+
+    pub fn parse(path: &Path, text: String, diags: &mut Diagnostics) -> Option<TomlFile> {
+        match Document::parse(text.clone()) {
+            Ok(doc) => Some(TomlFile {
+                path: path.to_path_buf(),
+                text,
+                doc,
+            }),
+            Err(err) => {
+                let (line, column) = err
+                    .span()
+                    .map(|span| line_column(&text, span.start))
+                    .unwrap_or((1, 1));
+                let message = err.message().trim().replace('\n', " ");
+                diags.push(Diagnostic {
+                    file: path.to_path_buf(),
+                    line,
+                    column,
+                    key: "-".to_string(),
+                    message: format!("invalid TOML: {message}"),
+                });
+                None
+            }
+        }
+    }
+
+    /// The top-level item under `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&Item> {
+        self.doc.get(key)
+    }
+
+    /// Top-level keys not in `known`, each reported as unknown.
+    pub fn reject_unknown_top_level(&self, known: &[&str], diags: &mut Diagnostics) {
+        for (key, _) in self.doc.iter() {
+            if !known.contains(&key) {
+                let span = self.doc.key(key).and_then(|k| k.span());
+                self.report(
+                    diags,
+                    key,
+                    span,
+                    format!("unknown key; expected one of: {}", known.join(", ")),
+                );
+            }
+        }
+    }
+
+    /// Deserializes the top-level `key`. Returns `None` when it is missing or invalid; an
+    /// invalid or unknown entry inside it is reported.
+    pub fn section<T: DeserializeOwned>(&self, key: &str, diags: &mut Diagnostics) -> Option<T> {
+        let item = self.doc.get(key)?;
+        self.deserialize(item, key, diags)
+    }
+
+    /// Deserializes each entry of the array of tables `key` (`[[key]]`) on its own, so that
+    /// one bad entry does not hide problems in the others. Invalid entries are left out.
+    pub fn array_section<T: DeserializeOwned>(
+        &self,
+        parent: Option<&Item>,
+        key: &str,
+        key_path: &str,
+        diags: &mut Diagnostics,
+    ) -> Vec<T> {
+        let item = match parent {
+            Some(parent) => parent.get(key),
+            None => self.doc.get(key),
+        };
+        let Some(item) = item else {
+            return Vec::new();
+        };
+        let entries: Vec<Item> = match item {
+            Item::ArrayOfTables(array) => array.iter().map(|t| Item::Table(t.clone())).collect(),
+            other => {
+                self.report(
+                    diags,
+                    key_path,
+                    other.span(),
+                    format!("expected one or more [[{key_path}]] tables"),
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for (index, entry) in entries.into_iter().enumerate() {
+            let path = format!("{key_path}[{index}]");
+            if let Some(value) = self.deserialize(&entry, &path, diags) {
+                out.push(value);
+            }
+        }
+        out
+    }
+
+    /// Deserializes one item, reporting unknown keys and type errors against `key_path`.
+    pub fn deserialize<T: DeserializeOwned>(
+        &self,
+        item: &Item,
+        key_path: &str,
+        diags: &mut Diagnostics,
+    ) -> Option<T> {
+        let item_span = item_span(item);
+        let value = match item.clone().into_value() {
+            Ok(value) => value,
+            Err(other) => {
+                self.report(diags, key_path, other.span(), "expected a table or a value");
+                return None;
+            }
+        };
+        let mut unknown = Vec::new();
+        let result = serde_ignored::deserialize(value.into_deserializer(), |path| {
+            unknown.push(path.to_string());
+        });
+        for relative in unknown {
+            let segments: Vec<&str> = relative.split('.').collect();
+            let span = lookup_key_span(item, &segments).or_else(|| item_span.clone());
+            self.report(
+                diags,
+                &format!("{key_path}.{}", format_path(&segments)),
+                span,
+                "unknown key",
+            );
+        }
+        match result {
+            Ok(value) => Some(value),
+            Err(err) => {
+                let span = err.span().or(item_span);
+                self.report(diags, key_path, span, err.message().trim().to_string());
+                None
+            }
+        }
+    }
+
+    /// Finds the span of the value at a dotted path below the document root, for semantic
+    /// checks made after deserializing. Array elements are addressed by their index.
+    pub fn span_of(&self, segments: &[&str]) -> Option<Range<usize>> {
+        lookup_value_span(self.doc.as_item(), segments)
+    }
+
+    /// Reports a problem at `span`, or at the start of the file when there is none.
+    pub fn report(
+        &self,
+        diags: &mut Diagnostics,
+        key_path: &str,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) {
+        let (line, column) = span
+            .map(|span| line_column(&self.text, span.start))
+            .unwrap_or((1, 1));
+        diags.push(Diagnostic {
+            file: self.path.clone(),
+            line,
+            column,
+            key: key_path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// Reports a problem found after deserializing at the value under `segments`, falling
+    /// back to the nearest enclosing item that has a place in the file.
+    pub fn report_at(&self, diags: &mut Diagnostics, segments: &[&str], message: impl Into<String>) {
+        let mut span = None;
+        for len in (0..=segments.len()).rev() {
+            span = self.span_of(&segments[..len]);
+            if span.is_some() {
+                break;
+            }
+        }
+        self.report(diags, &format_path(segments), span, message);
+    }
+}
+
+/// Converts a byte offset to a 1-based line and column (column counted in characters).
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = text[line_start..offset].chars().count() + 1;
+    (line, column)
+}
+
+/// Joins path segments as `a.b[2].c`.
+fn format_path(segments: &[&str]) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        if segment.parse::<usize>().is_ok() && !out.is_empty() {
+            out.push('[');
+            out.push_str(segment);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
+fn item_span(item: &Item) -> Option<Range<usize>> {
+    match item {
+        Item::Table(table) => table.span(),
+        other => other.span(),
+    }
+}
+
+/// A place in the document: tables inside an array of tables are not `Item`s.
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Item(&'a Item),
+    Table(&'a toml_edit::Table),
+}
+
+impl<'a> Node<'a> {
+    fn child(self, segment: &str) -> Option<Node<'a>> {
+        match self {
+            Node::Item(item) => {
+                if let (Ok(index), Some(array)) =
+                    (segment.parse::<usize>(), item.as_array_of_tables())
+                {
+                    return array.get(index).map(Node::Table);
+                }
+                item.get(segment).map(Node::Item)
+            }
+            Node::Table(table) => table.get(segment).map(Node::Item),
+        }
+    }
+
+    fn span(self) -> Option<Range<usize>> {
+        match self {
+            Node::Item(item) => item_span(item),
+            Node::Table(table) => table.span(),
+        }
+    }
+
+    fn key_span(self, key: &str) -> Option<Range<usize>> {
+        let table: &dyn toml_edit::TableLike = match self {
+            Node::Item(item) => item.as_table_like()?,
+            Node::Table(table) => table,
+        };
+        table.key(key).and_then(|k| k.span())
+    }
+}
+
+fn lookup_value_span(item: &Item, segments: &[&str]) -> Option<Range<usize>> {
+    let mut current = Node::Item(item);
+    for (i, segment) in segments.iter().enumerate() {
+        if let Node::Item(inner) = current {
+            if let (Ok(index), Some(array)) = (segment.parse::<usize>(), inner.as_array()) {
+                let is_last = i + 1 == segments.len();
+                return if is_last {
+                    array.get(index).and_then(|v| v.span())
+                } else {
+                    None
+                };
+            }
+        }
+        current = current.child(segment)?;
+    }
+    current.span()
+}
+
+fn lookup_key_span(item: &Item, segments: &[&str]) -> Option<Range<usize>> {
+    let (last, parents) = segments.split_last()?;
+    let mut current = Node::Item(item);
+    for segment in parents {
+        current = current.child(segment)?;
+    }
+    current.key_span(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Sub {
+        name: String,
+        #[serde(default)]
+        qos: u8,
+    }
+
+    fn parse(text: &str) -> (TomlFile, Diagnostics) {
+        let mut diags = Diagnostics::default();
+        let file = TomlFile::parse(Path::new("gw.toml"), text.to_string(), &mut diags).unwrap();
+        (file, diags)
+    }
+
+    #[test]
+    fn reports_every_entry_problem_with_position() {
+        let text = "[[sub]]\nname = \"a\"\nqos = \"high\"\n\n[[sub]]\nname = \"b\"\ncolour = 3\n";
+        let (file, mut diags) = parse(text);
+        let subs: Vec<Sub> = file.array_section(None, "sub", "sub", &mut diags);
+        assert_eq!(subs.len(), 1);
+        let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("gw.toml:3:7: sub[0]: "), "{}", lines[0]);
+        assert_eq!(lines[1], "gw.toml:7:1: sub[1].colour: unknown key");
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let mut diags = Diagnostics::default();
+        let parsed = TomlFile::parse(Path::new("x.toml"), "a = [1,\nb = 2\n".into(), &mut diags);
+        assert!(parsed.is_none());
+        let line = diags.iter().next().unwrap().to_string();
+        assert!(line.starts_with("x.toml:2:"), "{line}");
+    }
+
+    #[test]
+    fn span_of_finds_nested_values() {
+        let (file, _) = parse("[mqtt]\nport = 99999\n[[dev]]\nx = 1\n[[dev]]\nx = 2\n");
+        let (line, column) = line_column(&file.text, file.span_of(&["mqtt", "port"]).unwrap().start);
+        assert_eq!((line, column), (2, 8));
+        let span = file.span_of(&["dev", "1", "x"]).unwrap();
+        assert_eq!(line_column(&file.text, span.start), (6, 5));
+    }
+}

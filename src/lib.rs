@@ -1,0 +1,11 @@
+//! Caretaker, a building gateway: sensor ingest over MQTT and Modbus into a crash-safe
+//! SQLite store.
+
+pub mod config;
+pub mod metrics;
+pub mod modbus;
+pub mod mqtt;
+pub mod reading;
+pub mod secret;
+pub mod store;
+pub mod time;
