@@ -206,6 +206,13 @@ impl TimeKeeper {
         }
     }
 
+    /// The base that uncertain receive times are counted from: an uncertain receive time is
+    /// this plus the monotonic milliseconds since start.
+    pub fn uncertain_base_ms(&self) -> i64 {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.floor_ms
+    }
+
     /// Whether the wall clock is trusted yet.
     pub fn is_trusted(&self) -> bool {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,12 +1,152 @@
-//! The local SQLite store. API contract; the implementation follows in this module.
+//! The local SQLite store: readings, rollups, quarantine and audit in one file.
+//!
+//! The database runs in WAL mode. With `synchronous = FULL` (the default) a commit is on disk
+//! when it returns, so a batch acknowledged after its commit survives power loss; a crash
+//! leaves a WAL that SQLite replays on the next open without any manual step. One writer
+//! thread owns the write connection ([`writer`]); readers may open their own connections.
+//!
+//! Tables (see [`schema`]): `sensors`, `readings` (deduplicated on sensor and source
+//! timestamp), `rollup_minute`, `rollup_hour`, `quarantine`, `audit` (append-only),
+//! `evictions`, `meta`, and the view `readings_view` that joins readings with their sensor.
+
+mod maintenance;
+pub mod schema;
+mod writer;
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::Metrics;
 use crate::reading::{QuarantineEntry, Reading};
+use crate::time::TimeKeeper;
+
+/// How long each kind of row is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub raw_days: u32,
+    pub minute_days: u32,
+    pub hour_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            raw_days: 14,
+            minute_days: 90,
+            hour_days: 3650,
+        }
+    }
+}
+
+/// How the store is opened and bounded.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub path: PathBuf,
+    /// `FULL` makes every commit durable before it returns; `NORMAL` may lose the last
+    /// commits on power loss (never corrupts), which suits QoS 0 only setups.
+    pub synchronous_full: bool,
+    /// Batches waiting for the writer before `submit` makes the caller wait.
+    pub queue_batches: usize,
+    /// Readings gathered into one transaction from the waiting batches.
+    pub max_batch_readings: usize,
+    pub retention: Retention,
+    /// Size cap of the live pages of the database file.
+    pub max_size_bytes: u64,
+    pub quarantine_max_rows: u64,
+    /// How often rollups, retention and the size cap run.
+    pub maintenance_interval: Duration,
+}
+
+impl StoreOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StoreOptions {
+            path: path.into(),
+            synchronous_full: true,
+            queue_batches: 256,
+            max_batch_readings: 5_000,
+            retention: Retention::default(),
+            max_size_bytes: 1024 * 1024 * 1024,
+            quarantine_max_rows: 10_000,
+            maintenance_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The writer thread; [`StoreWriter::join`] waits for it to commit what is queued and stop,
+/// which happens once every [`StoreHandle`] is dropped.
+pub struct StoreWriter {
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl StoreWriter {
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            tracing::error!("the store writer thread panicked");
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+}
+
+/// Opens (creating or migrating) the database and starts its writer thread.
+pub fn open(
+    options: StoreOptions,
+    keeper: Arc<TimeKeeper>,
+    metrics: Arc<Metrics>,
+) -> Result<(StoreHandle, StoreWriter), StoreError> {
+    let conn = connect(&options.path, options.synchronous_full)?;
+    let path_text = options.path.display().to_string();
+    let queue = options.queue_batches.max(1);
+    let writer = writer::Writer::new(conn, keeper, metrics, options).map_err(|source| {
+        StoreError::Open {
+            path: path_text.clone(),
+            source,
+        }
+    })?;
+    let (tx, rx) = mpsc::channel(queue);
+    let thread = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || writer.run(rx))
+        .map_err(|err| StoreError::Thread(err.to_string()))?;
+    Ok((StoreHandle { tx }, StoreWriter { thread }))
+}
+
+/// Opens a connection with the gateway's settings and brings the schema up to date.
+pub fn connect(path: &Path, synchronous_full: bool) -> Result<Connection, StoreError> {
+    let open_error = |source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|err| StoreError::Open {
+            path: path.display().to_string(),
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("cannot create folder {}: {err}", parent.display())),
+            ),
+        })?;
+    }
+    let mut conn = Connection::open(path).map_err(open_error)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(open_error)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_error)?;
+    let level = if synchronous_full { "FULL" } else { "NORMAL" };
+    conn.pragma_update(None, "synchronous", level)
+        .map_err(open_error)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_error)?;
+    schema::migrate(&mut conn).map_err(open_error)?;
+    Ok(conn)
+}
 
 /// An automated decision or an operator action, kept append-only.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +188,8 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("cannot start the store writer thread: {0}")]
+    Thread(String),
 }
 
 pub(crate) struct Job {
@@ -97,3 +239,6 @@ impl StoreHandle {
         self.submit(batch).await?.await
     }
 }
+
+#[cfg(test)]
+mod tests;

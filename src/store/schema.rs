@@ -1,0 +1,151 @@
+//! Schema migrations, applied in order at open. `PRAGMA user_version` holds the number of
+//! migrations applied, so a database from an older release is brought up to date in place.
+
+use rusqlite::Connection;
+
+/// Each entry is one migration; never edit a released one, append a new one instead.
+const MIGRATIONS: &[&str] = &[
+    // 1: readings, rollups, quarantine and audit.
+    "
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    -- One row per sensor, so that each reading stores a small integer instead of its names.
+    CREATE TABLE sensors (
+        id INTEGER PRIMARY KEY,
+        sensor_id TEXT NOT NULL UNIQUE,
+        asset TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        source TEXT NOT NULL
+    );
+
+    -- Raw readings in insertion order (the id), which is also eviction order. AUTOINCREMENT
+    -- keeps ids from being reused after eviction empties the table, which would put new rows
+    -- below the rollup watermark.
+    -- quality: 0 good, 1 stale, 2 bad, 3 uncertain-time.
+    -- uncertain_run is the run whose wall clock was not trusted when the row arrived; its
+    -- receive time is re-based when that run's clock steps past the floor.
+    CREATE TABLE readings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sensor INTEGER NOT NULL REFERENCES sensors(id),
+        source_ts_ms INTEGER NOT NULL,
+        receive_ts_ms INTEGER NOT NULL,
+        value REAL,
+        text_value TEXT,
+        quality INTEGER NOT NULL,
+        detail TEXT,
+        uncertain_run INTEGER
+    );
+    CREATE UNIQUE INDEX readings_sensor_time ON readings(sensor, source_ts_ms);
+
+    -- Summaries of good numeric readings per minute and per hour of source time.
+    CREATE TABLE rollup_minute (
+        sensor INTEGER NOT NULL,
+        bucket_ms INTEGER NOT NULL,
+        min REAL NOT NULL,
+        max REAL NOT NULL,
+        sum REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (sensor, bucket_ms)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_hour (
+        sensor INTEGER NOT NULL,
+        bucket_ms INTEGER NOT NULL,
+        min REAL NOT NULL,
+        max REAL NOT NULL,
+        sum REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (sensor, bucket_ms)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE quarantine (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        raw BLOB NOT NULL,
+        receive_ts_ms INTEGER NOT NULL
+    );
+
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        ts_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+    -- Rows removed by retention or the size cap, per kind of row.
+    CREATE TABLE evictions (
+        kind TEXT PRIMARY KEY,
+        rows INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE VIEW readings_view AS
+    SELECT r.id, s.sensor_id, s.asset, s.metric, s.unit, s.source, r.value, r.text_value,
+           CASE r.quality WHEN 0 THEN 'good' WHEN 1 THEN 'stale' WHEN 2 THEN 'bad'
+                          ELSE 'uncertain-time' END AS quality,
+           r.source_ts_ms, r.receive_ts_ms, r.detail
+    FROM readings r JOIN sensors s ON s.id = r.sensor;
+    ",
+];
+
+/// Brings the schema up to date, one transaction per migration.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let applied = applied.max(0) as usize;
+    if applied > MIGRATIONS.len() {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "the database has schema version {applied}, newer than this release's {}; \
+                 run a newer caretaker or restore a backup",
+                MIGRATIONS.len()
+            )),
+        ));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrate_is_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn audit_rejects_update() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.execute(
+            "INSERT INTO audit (ts_ms, actor, action, subject, detail) VALUES (1, 'a', 'b', 'c', '{}')",
+            [],
+        )
+        .unwrap();
+        let err = conn.execute("UPDATE audit SET actor = 'x'", []).unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+}
