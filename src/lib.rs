@@ -2,6 +2,7 @@
 //! SQLite store.
 
 pub mod config;
+pub mod logging;
 pub mod metrics;
 pub mod modbus;
 pub mod mqtt;

@@ -265,14 +265,61 @@ fn count_evictions(writer: &Writer, kind: &'static str, rows: u64) -> rusqlite::
     Ok(())
 }
 
-/// Called when a commit failed because the disk is full: checkpoints the write-ahead log
-/// and evicts a chunk of the oldest rows, so that the retried commit has room.
+/// Space kept in a reserve file beside the database. SQLite needs room in its write-ahead
+/// log even to delete rows, so on a full disk the reserve is released to make eviction
+/// possible, and recreated once commits succeed again.
+pub(crate) const RESERVE_BYTES: u64 = 2 * 1024 * 1024;
+
+pub(crate) fn reserve_path(writer: &Writer) -> std::path::PathBuf {
+    let mut path = writer.options.path.clone().into_os_string();
+    path.push(".reserve");
+    path.into()
+}
+
+/// Creates the reserve file if it is missing. Fails quietly while the disk is still full.
+pub(crate) fn ensure_reserve(writer: &Writer) {
+    let path = reserve_path(writer);
+    let present = std::fs::metadata(&path).is_ok_and(|m| m.len() == RESERVE_BYTES);
+    if present {
+        return;
+    }
+    let result = std::fs::File::create(&path).and_then(|file| {
+        use std::io::Write;
+        let mut file = std::io::BufWriter::new(file);
+        let block = vec![0u8; 64 * 1024];
+        for _ in 0..RESERVE_BYTES / block.len() as u64 {
+            file.write_all(&block)?;
+        }
+        file.into_inner()?.sync_all()
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// Called when a commit failed because the disk is full: releases the reserve, summarises
+/// what it can, and evicts a chunk of the oldest raw readings so that the retried commit has
+/// room. If the rollups cannot be written either, the oldest raw rows are evicted without
+/// being summarised, which is logged, because new readings are worth more than old ones.
 pub(crate) fn free_space_after_disk_full(writer: &mut Writer) {
+    let released = std::fs::remove_file(reserve_path(writer)).is_ok();
     let _ = writer
         .conn
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-    match evict_oldest(writer) {
-        Ok(rows) => tracing::warn!(rows, "disk full; evicted the oldest rows to make room"),
-        Err(err) => tracing::warn!(error = %err, "disk full and eviction failed"),
+    if let Err(err) = roll_up(writer) {
+        tracing::warn!(error = %err, "disk full; evicting raw readings that are not yet summarised");
+        writer.maintenance.watermark = i64::MAX;
+    }
+    let result = evict_oldest(writer);
+    writer.maintenance.watermark = writer
+        .conn
+        .query_row("SELECT value FROM meta WHERE key = 'rollup_watermark'", [], |row| row.get(0))
+        .unwrap_or(0);
+    let _ = writer
+        .conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    match result {
+        Ok(rows) => tracing::warn!(rows, released_reserve = released, "disk full; evicted the oldest rows to make room"),
+        Err(err) => tracing::error!(error = %err, "disk full and eviction failed; free disk space"),
     }
 }

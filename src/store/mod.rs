@@ -234,6 +234,11 @@ impl StoreHandle {
         Ok(Pending { rx })
     }
 
+    /// Whether the writer has stopped, so that nothing more can be committed.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Queues a batch and waits for its commit.
     pub async fn write(&self, batch: Batch) -> Result<Committed, StoreError> {
         self.submit(batch).await?.await

@@ -82,7 +82,7 @@ impl Writer {
             keeper.raise_floor(newest);
         }
         let maintenance = maintenance::State::load(&conn)?;
-        Ok(Writer {
+        let writer = Writer {
             conn,
             keeper,
             metrics,
@@ -91,7 +91,9 @@ impl Writer {
             sensors: HashMap::new(),
             pending_rebase_ms: None,
             maintenance,
-        })
+        };
+        maintenance::ensure_reserve(&writer);
+        Ok(writer)
     }
 
     /// Runs until every `StoreHandle` is dropped, then runs maintenance once more.
@@ -178,6 +180,7 @@ impl Writer {
         };
         if attempt > 0 {
             tracing::info!(attempts = attempt + 1, "readings committed after retrying");
+            maintenance::ensure_reserve(self);
         }
         self.metrics.store_commits.inc();
         for (job, committed) in jobs.into_iter().zip(outcomes) {
