@@ -1,7 +1,10 @@
 //! Caretaker, a building gateway: sensor ingest over MQTT and Modbus into a crash-safe
 //! SQLite store.
 
+pub mod cli;
 pub mod config;
+pub mod gateway;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod modbus;

@@ -1,1 +1,8 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = caretaker::cli::Cli::parse();
+    caretaker::cli::run(cli)
+}

@@ -191,7 +191,10 @@ mod tests {
             .get_or_create(&Metrics::source(Source::Mqtt))
             .inc_by(3);
         let text = metrics.render();
-        assert!(text.contains("caretaker_readings_stored_total{source=\"mqtt\"} 3"), "{text}");
+        assert!(
+            text.contains("caretaker_readings_stored_total{source=\"mqtt\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("caretaker_readings_quarantined_total{source=\"modbus\"} 0"));
         assert!(text.contains("caretaker_readings_duplicate_total{source=\"mqtt\"} 0"));
     }

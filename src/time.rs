@@ -182,7 +182,11 @@ impl TimeKeeper {
             // Once trusted, a later backward step of the wall clock must not reorder rows:
             // keep to whichever is later, the wall clock or the trusted monotonic estimate.
             let estimate = offset + monotonic_ms;
-            let ts_ms = if wall + 1000 < estimate { estimate } else { wall };
+            let ts_ms = if wall + 1000 < estimate {
+                estimate
+            } else {
+                wall
+            };
             return ReceiveTime {
                 ts_ms,
                 monotonic_ms,

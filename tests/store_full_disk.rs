@@ -113,7 +113,9 @@ async fn full_disk_evicts_and_keeps_committing() {
     assert!(evicted > 0, "the disk never filled; make the tmpfs smaller");
     assert_eq!(kept + evicted, written);
     let newest: i64 = conn
-        .query_row("SELECT MAX(source_ts_ms) FROM readings", [], |row| row.get(0))
+        .query_row("SELECT MAX(source_ts_ms) FROM readings", [], |row| {
+            row.get(0)
+        })
         .unwrap();
     assert_eq!(newest, NOW_MS + 199 * 1_000 + 499);
 }

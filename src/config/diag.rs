@@ -54,6 +54,12 @@ impl Diagnostics {
         self.items.len()
     }
 
+    /// Orders the problems by file, line and column, as a reader goes through them.
+    pub fn sort(&mut self) {
+        self.items
+            .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
         self.items.iter()
     }
@@ -260,7 +266,12 @@ impl TomlFile {
 
     /// Reports a problem found after deserializing at the value under `segments`, falling
     /// back to the nearest enclosing item that has a place in the file.
-    pub fn report_at(&self, diags: &mut Diagnostics, segments: &[&str], message: impl Into<String>) {
+    pub fn report_at(
+        &self,
+        diags: &mut Diagnostics,
+        segments: &[&str],
+        message: impl Into<String>,
+    ) {
         let mut span = None;
         for len in (0..=segments.len()).rev() {
             span = self.span_of(&segments[..len]);
@@ -399,7 +410,11 @@ mod tests {
         assert_eq!(subs.len(), 1);
         let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
         assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(lines[0].starts_with("gw.toml:3:7: sub[0]: "), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with("gw.toml:3:7: sub[0]: "),
+            "{}",
+            lines[0]
+        );
         assert_eq!(lines[1], "gw.toml:7:1: sub[1].colour: unknown key");
     }
 
@@ -415,7 +430,8 @@ mod tests {
     #[test]
     fn span_of_finds_nested_values() {
         let (file, _) = parse("[mqtt]\nport = 99999\n[[dev]]\nx = 1\n[[dev]]\nx = 2\n");
-        let (line, column) = line_column(&file.text, file.span_of(&["mqtt", "port"]).unwrap().start);
+        let (line, column) =
+            line_column(&file.text, file.span_of(&["mqtt", "port"]).unwrap().start);
         assert_eq!((line, column), (2, 8));
         let span = file.span_of(&["dev", "1", "x"]).unwrap();
         assert_eq!(line_column(&file.text, span.start), (6, 5));

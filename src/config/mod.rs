@@ -129,6 +129,8 @@ pub struct GatewayConfig {
     pub log: LogSection,
     pub http_listen: SocketAddr,
     pub write_token: Option<Secret>,
+    pub mqtt: Option<crate::mqtt::MqttConfig>,
+    pub modbus: Option<crate::modbus::ModbusSetup>,
 }
 
 /// Loads and validates the gateway config at `path` and every file it references, returning
@@ -147,7 +149,12 @@ pub fn load(path: &Path) -> Result<GatewayConfig, Diagnostics> {
 
     let gateway: Option<GatewaySection> = file.section("gateway", &mut diags);
     if file.get("gateway").is_none() {
-        file.report(&mut diags, "gateway", None, "missing [gateway] table with `id`");
+        file.report(
+            &mut diags,
+            "gateway",
+            None,
+            "missing [gateway] table with `id`",
+        );
     }
     if let Some(gateway) = &gateway {
         let valid = !gateway.id.is_empty()
@@ -176,7 +183,10 @@ pub fn load(path: &Path) -> Result<GatewayConfig, Diagnostics> {
         file.report_at(
             &mut diags,
             &["log", "format"],
-            format!("invalid format {:?}; expected \"text\" or \"json\"", log.format),
+            format!(
+                "invalid format {:?}; expected \"text\" or \"json\"",
+                log.format
+            ),
         );
     }
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(&log.level) {
@@ -202,6 +212,8 @@ pub fn load(path: &Path) -> Result<GatewayConfig, Diagnostics> {
         }
     };
 
+    let mqtt = crate::mqtt::load(&file, &base_dir, &mut diags);
+    let modbus = crate::modbus::load(&file, &base_dir, &mut diags);
     if file.get("mqtt").is_none() && file.get("modbus").is_none() {
         file.report(
             &mut diags,
@@ -220,8 +232,13 @@ pub fn load(path: &Path) -> Result<GatewayConfig, Diagnostics> {
             log,
             http_listen,
             write_token: http.write_token,
+            mqtt,
+            modbus,
         }),
-        _ => Err(diags),
+        _ => {
+            diags.sort();
+            Err(diags)
+        }
     }
 }
 
@@ -253,7 +270,10 @@ fn store_options(
         ("max_size_mb", section.max_size_mb),
         ("max_batch_readings", section.max_batch_readings as u64),
         ("queue_batches", section.queue_batches as u64),
-        ("maintenance_interval_secs", section.maintenance_interval_secs),
+        (
+            "maintenance_interval_secs",
+            section.maintenance_interval_secs,
+        ),
         ("raw_retention_days", u64::from(section.raw_retention_days)),
         (
             "minute_rollup_retention_days",

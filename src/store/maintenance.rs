@@ -31,9 +31,11 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn load(conn: &Connection) -> rusqlite::Result<State> {
         let watermark = conn
-            .query_row("SELECT value FROM meta WHERE key = 'rollup_watermark'", [], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'rollup_watermark'",
+                [],
+                |row| row.get(0),
+            )
             .optional()?
             .unwrap_or(0);
         Ok(State {
@@ -56,7 +58,10 @@ pub(crate) fn run(writer: &mut Writer) -> rusqlite::Result<()> {
     }
     enforce_size_cap(writer)?;
     trim_quarantine(writer)?;
-    writer.metrics.store_size_bytes.set(file_bytes(writer) as i64);
+    writer
+        .metrics
+        .store_size_bytes
+        .set(file_bytes(writer) as i64);
     writer
         .metrics
         .clock_trusted
@@ -69,7 +74,9 @@ fn roll_up(writer: &mut Writer) -> rusqlite::Result<()> {
     let max_id: i64 =
         writer
             .conn
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM readings", [], |row| row.get(0))?;
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM readings", [], |row| {
+                row.get(0)
+            })?;
     while writer.maintenance.watermark < max_id {
         let from = writer.maintenance.watermark;
         let to = (from + ROLLUP_CHUNK).min(max_id);
@@ -169,7 +176,11 @@ fn enforce_size_cap(writer: &mut Writer) -> rusqlite::Result<()> {
     let used = used_bytes(&writer.conn)?;
     let warning = cap / 10 * 8;
     if used >= warning && !writer.maintenance.over_warning {
-        tracing::warn!(used_bytes = used, cap_bytes = cap, "the store is above 80% of its size cap");
+        tracing::warn!(
+            used_bytes = used,
+            cap_bytes = cap,
+            "the store is above 80% of its size cap"
+        );
     }
     writer.maintenance.over_warning = used >= warning;
     if used <= cap {
@@ -221,11 +232,12 @@ fn evict_oldest(writer: &mut Writer) -> rusqlite::Result<u64> {
         return Ok(deleted);
     }
     for (table, kind) in [("rollup_minute", "minute"), ("rollup_hour", "hour")] {
-        let oldest: Option<i64> = writer.conn.query_row(
-            &format!("SELECT MIN(bucket_ms) FROM {table}"),
-            [],
-            |row| row.get(0),
-        )?;
+        let oldest: Option<i64> =
+            writer
+                .conn
+                .query_row(&format!("SELECT MIN(bucket_ms) FROM {table}"), [], |row| {
+                    row.get(0)
+                })?;
         if let Some(oldest) = oldest {
             let deleted = writer.conn.execute(
                 &format!("DELETE FROM {table} WHERE sensor IN (SELECT id FROM sensors) AND bucket_ms <= ?1"),
@@ -313,13 +325,21 @@ pub(crate) fn free_space_after_disk_full(writer: &mut Writer) {
     let result = evict_oldest(writer);
     writer.maintenance.watermark = writer
         .conn
-        .query_row("SELECT value FROM meta WHERE key = 'rollup_watermark'", [], |row| row.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'rollup_watermark'",
+            [],
+            |row| row.get(0),
+        )
         .unwrap_or(0);
     let _ = writer
         .conn
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     match result {
-        Ok(rows) => tracing::warn!(rows, released_reserve = released, "disk full; evicted the oldest rows to make room"),
+        Ok(rows) => tracing::warn!(
+            rows,
+            released_reserve = released,
+            "disk full; evicted the oldest rows to make room"
+        ),
         Err(err) => tracing::error!(error = %err, "disk full and eviction failed; free disk space"),
     }
 }

@@ -106,12 +106,11 @@ pub fn open(
     let conn = connect(&options.path, options.synchronous_full)?;
     let path_text = options.path.display().to_string();
     let queue = options.queue_batches.max(1);
-    let writer = writer::Writer::new(conn, keeper, metrics, options).map_err(|source| {
-        StoreError::Open {
+    let writer =
+        writer::Writer::new(conn, keeper, metrics, options).map_err(|source| StoreError::Open {
             path: path_text.clone(),
             source,
-        }
-    })?;
+        })?;
     let (tx, rx) = mpsc::channel(queue);
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
@@ -136,7 +135,8 @@ pub fn connect(path: &Path, synchronous_full: bool) -> Result<Connection, StoreE
         })?;
     }
     let mut conn = Connection::open(path).map_err(open_error)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(open_error)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(open_error)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(open_error)?;
     let level = if synchronous_full { "FULL" } else { "NORMAL" };

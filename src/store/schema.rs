@@ -145,7 +145,9 @@ mod tests {
             [],
         )
         .unwrap();
-        let err = conn.execute("UPDATE audit SET actor = 'x'", []).unwrap_err();
+        let err = conn
+            .execute("UPDATE audit SET actor = 'x'", [])
+            .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
     }
 }

@@ -79,18 +79,42 @@ async fn duplicates_stored_once_and_counted() {
     let fixture = Fixture::new();
     let (store, writer) = fixture.open(fixture.options());
     let first = store
-        .write(batch(vec![reading("a", NOW_MS, 1.0), reading("a", NOW_MS + 1, 2.0)]))
+        .write(batch(vec![
+            reading("a", NOW_MS, 1.0),
+            reading("a", NOW_MS + 1, 2.0),
+        ]))
         .await
         .unwrap();
-    assert_eq!(first, Committed { stored: 2, duplicates: 0 });
-    let again = store.write(batch(vec![reading("a", NOW_MS, 1.0)])).await.unwrap();
-    assert_eq!(again, Committed { stored: 0, duplicates: 1 });
+    assert_eq!(
+        first,
+        Committed {
+            stored: 2,
+            duplicates: 0
+        }
+    );
+    let again = store
+        .write(batch(vec![reading("a", NOW_MS, 1.0)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Committed {
+            stored: 0,
+            duplicates: 1
+        }
+    );
     drop(store);
     writer.join();
     assert_eq!(count(&fixture.path, "SELECT COUNT(*) FROM readings"), 2);
     let text = fixture.metrics.render();
-    assert!(text.contains("caretaker_readings_stored_total{source=\"mqtt\"} 2"), "{text}");
-    assert!(text.contains("caretaker_readings_duplicate_total{source=\"mqtt\"} 1"), "{text}");
+    assert!(
+        text.contains("caretaker_readings_stored_total{source=\"mqtt\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("caretaker_readings_duplicate_total{source=\"mqtt\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -98,14 +122,23 @@ async fn non_finite_value_never_stored_as_number() {
     let fixture = Fixture::new();
     let (store, writer) = fixture.open(fixture.options());
     store
-        .write(batch(vec![reading("a", NOW_MS, f64::NAN), reading("b", NOW_MS, f64::INFINITY)]))
+        .write(batch(vec![
+            reading("a", NOW_MS, f64::NAN),
+            reading("b", NOW_MS, f64::INFINITY),
+        ]))
         .await
         .unwrap();
     drop(store);
     writer.join();
-    let numbers = count(&fixture.path, "SELECT COUNT(*) FROM readings WHERE value IS NOT NULL");
+    let numbers = count(
+        &fixture.path,
+        "SELECT COUNT(*) FROM readings WHERE value IS NOT NULL",
+    );
     assert_eq!(numbers, 0);
-    let bad = count(&fixture.path, "SELECT COUNT(*) FROM readings_view WHERE quality = 'bad'");
+    let bad = count(
+        &fixture.path,
+        "SELECT COUNT(*) FROM readings_view WHERE quality = 'bad'",
+    );
     assert_eq!(bad, 2);
 }
 
@@ -142,14 +175,23 @@ async fn retention_keeps_rollups_after_raw_rows_expire() {
     let (store, writer) = fixture.open(fixture.options());
     let old = NOW_MS - 20 * 86_400_000;
     store
-        .write(batch(vec![reading("a", old, 1.0), reading("a", NOW_MS, 2.0)]))
+        .write(batch(vec![
+            reading("a", old, 1.0),
+            reading("a", NOW_MS, 2.0),
+        ]))
         .await
         .unwrap();
     drop(store);
     writer.join();
     assert_eq!(count(&fixture.path, "SELECT COUNT(*) FROM readings"), 1);
-    assert_eq!(count(&fixture.path, "SELECT COUNT(*) FROM rollup_minute"), 2);
-    let evicted = count(&fixture.path, "SELECT rows FROM evictions WHERE kind = 'raw'");
+    assert_eq!(
+        count(&fixture.path, "SELECT COUNT(*) FROM rollup_minute"),
+        2
+    );
+    let evicted = count(
+        &fixture.path,
+        "SELECT rows FROM evictions WHERE kind = 'raw'",
+    );
     assert_eq!(evicted, 1);
 }
 
@@ -161,7 +203,13 @@ async fn size_cap_evicts_raw_readings_first() {
     let (store, writer) = fixture.open(options);
     for chunk in 0..20 {
         let readings = (0..1_000)
-            .map(|i| reading(&format!("s{}", i % 50), NOW_MS + chunk * 1_000 + i, i as f64))
+            .map(|i| {
+                reading(
+                    &format!("s{}", i % 50),
+                    NOW_MS + chunk * 1_000 + i,
+                    i as f64,
+                )
+            })
             .collect();
         store.write(batch(readings)).await.unwrap();
     }
@@ -169,9 +217,19 @@ async fn size_cap_evicts_raw_readings_first() {
     writer.join();
     let remaining = count(&fixture.path, "SELECT COUNT(*) FROM readings");
     assert!(remaining < 20_000, "{remaining} readings left");
-    let evicted = count(&fixture.path, "SELECT rows FROM evictions WHERE kind = 'raw'");
-    let minute = count(&fixture.path, "SELECT COALESCE(SUM(rows), 0) FROM evictions WHERE kind != 'raw'");
-    assert_eq!(evicted + remaining, 20_000, "minute/hour evictions {minute}");
+    let evicted = count(
+        &fixture.path,
+        "SELECT rows FROM evictions WHERE kind = 'raw'",
+    );
+    let minute = count(
+        &fixture.path,
+        "SELECT COALESCE(SUM(rows), 0) FROM evictions WHERE kind != 'raw'",
+    );
+    assert_eq!(
+        evicted + remaining,
+        20_000,
+        "minute/hour evictions {minute}"
+    );
     let summarised = count(&fixture.path, "SELECT SUM(count) FROM rollup_hour");
     assert_eq!(summarised, 20_000);
 }
@@ -181,8 +239,7 @@ async fn uncertain_rows_rebased_when_clock_steps() {
     let fixture = Fixture::new();
     fixture.clock.set_wall(36_000);
     let keeper = keeper(fixture.clock.clone());
-    let (store, writer) =
-        open(fixture.options(), keeper.clone(), fixture.metrics.clone()).unwrap();
+    let (store, writer) = open(fixture.options(), keeper.clone(), fixture.metrics.clone()).unwrap();
     let received = keeper.receive_time();
     assert!(received.uncertain);
     let mut early = reading("a", received.ts_ms, 264.342);
@@ -194,18 +251,27 @@ async fn uncertain_rows_rebased_when_clock_steps() {
     fixture.clock.set_wall(stepped);
     let now = keeper.receive_time();
     assert!(!now.uncertain);
-    store.write(batch(vec![reading("a", now.ts_ms, 264.343)])).await.unwrap();
+    store
+        .write(batch(vec![reading("a", now.ts_ms, 264.343)]))
+        .await
+        .unwrap();
     drop(store);
     writer.join();
     let conn = Connection::open(&fixture.path).unwrap();
     let first: i64 = conn
-        .query_row("SELECT receive_ts_ms FROM readings ORDER BY id LIMIT 1", [], |row| row.get(0))
+        .query_row(
+            "SELECT receive_ts_ms FROM readings ORDER BY id LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
         .unwrap();
     assert_eq!(first, stepped - 90_000);
     let uncertain: i64 = conn
-        .query_row("SELECT COUNT(*) FROM readings WHERE uncertain_run IS NOT NULL", [], |row| {
-            row.get(0)
-        })
+        .query_row(
+            "SELECT COUNT(*) FROM readings WHERE uncertain_run IS NOT NULL",
+            [],
+            |row| row.get(0),
+        )
         .unwrap();
     assert_eq!(uncertain, 0);
 }
@@ -214,7 +280,10 @@ async fn uncertain_rows_rebased_when_clock_steps() {
 async fn external_lock_delays_but_loses_nothing() {
     let fixture = Fixture::new();
     let (store, writer) = fixture.open(fixture.options());
-    store.write(batch(vec![reading("a", NOW_MS, 0.0)])).await.unwrap();
+    store
+        .write(batch(vec![reading("a", NOW_MS, 0.0)]))
+        .await
+        .unwrap();
 
     let locker = Connection::open(&fixture.path).unwrap();
     locker.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -231,22 +300,37 @@ async fn external_lock_delays_but_loses_nothing() {
     writer.join();
     assert_eq!(count(&fixture.path, "SELECT COUNT(*) FROM readings"), 2);
     let text = fixture.metrics.render();
-    assert!(!text.contains("caretaker_store_commit_errors_total 0"), "{text}");
+    assert!(
+        !text.contains("caretaker_store_commit_errors_total 0"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn reopen_keeps_rows_and_sensor_ids() {
     let fixture = Fixture::new();
     let (store, writer) = fixture.open(fixture.options());
-    store.write(batch(vec![reading("a", NOW_MS, 1.0)])).await.unwrap();
+    store
+        .write(batch(vec![reading("a", NOW_MS, 1.0)]))
+        .await
+        .unwrap();
     drop(store);
     writer.join();
     let (store, writer) = fixture.open(fixture.options());
     let again = store
-        .write(batch(vec![reading("a", NOW_MS, 1.0), reading("a", NOW_MS + 5, 3.0)]))
+        .write(batch(vec![
+            reading("a", NOW_MS, 1.0),
+            reading("a", NOW_MS + 5, 3.0),
+        ]))
         .await
         .unwrap();
-    assert_eq!(again, Committed { stored: 1, duplicates: 1 });
+    assert_eq!(
+        again,
+        Committed {
+            stored: 1,
+            duplicates: 1
+        }
+    );
     drop(store);
     writer.join();
     assert_eq!(count(&fixture.path, "SELECT COUNT(*) FROM sensors"), 1);

@@ -59,7 +59,9 @@ impl Writer {
     ) -> rusqlite::Result<Writer> {
         let tx = conn.transaction()?;
         let previous: Option<i64> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'run'", [], |row| row.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'run'", [], |row| {
+                row.get(0)
+            })
             .optional()?;
         let run_id = previous.unwrap_or(0) + 1;
         tx.execute(
@@ -112,8 +114,7 @@ impl Writer {
         let mut next_maintenance = Instant::now() + interval;
         loop {
             let wait = next_maintenance.saturating_duration_since(Instant::now());
-            let received =
-                runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
+            let received = runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
             match received {
                 Ok(Some(first)) => {
                     let mut jobs = vec![first];
@@ -155,10 +156,7 @@ impl Writer {
                 Ok(outcomes) => break outcomes,
                 Err(err) => {
                     self.metrics.store_commit_errors.inc();
-                    let full = matches!(
-                        err.sqlite_error_code(),
-                        Some(ErrorCode::DiskFull)
-                    );
+                    let full = matches!(err.sqlite_error_code(), Some(ErrorCode::DiskFull));
                     // Log the first failure and then every 32nd, so that a lock held for
                     // minutes does not flood the log.
                     if attempt.is_multiple_of(32) {
@@ -173,7 +171,9 @@ impl Writer {
                         maintenance::free_space_after_disk_full(self);
                     }
                     let backoff_ms = (50u64 << attempt.min(7)).min(5_000);
-                    runtime.block_on(async { tokio::time::sleep(Duration::from_millis(backoff_ms)).await });
+                    runtime.block_on(async {
+                        tokio::time::sleep(Duration::from_millis(backoff_ms)).await
+                    });
                     attempt = attempt.saturating_add(1);
                 }
             }
@@ -336,8 +336,7 @@ fn sensor_id(
         .get(&reading.sensor_id)
         .or_else(|| new_sensors.get(&reading.sensor_id));
     if let Some(row) = known {
-        if row.asset == reading.asset && row.metric == reading.metric && row.unit == reading.unit
-        {
+        if row.asset == reading.asset && row.metric == reading.metric && row.unit == reading.unit {
             return Ok(row.id);
         }
     }
@@ -391,7 +390,11 @@ fn rebase(
         params![shift, run_id],
     )?;
     if moved > 0 {
-        tracing::info!(rows = moved, shift_ms = shift, "re-based readings stamped before the clock was set");
+        tracing::info!(
+            rows = moved,
+            shift_ms = shift,
+            "re-based readings stamped before the clock was set"
+        );
     }
     Ok(())
 }

@@ -1,0 +1,85 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Caretaker, a building gateway: reads sensors over MQTT and Modbus into a local SQLite
+/// store that survives power loss.
+#[derive(Debug, Parser)]
+#[command(name = "caretaker", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway until SIGTERM or SIGINT, after validating the config as
+    /// `check-config` does.
+    Run {
+        /// Gateway config file (TOML). Relative paths in it resolve from its folder.
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+        /// Log as JSON lines instead of the config's `log.format` (default text).
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Validate a gateway config and every file it references. Prints each problem as
+    /// FILE:LINE:COLUMN: KEY: message; exits 0 when valid and 1 when not.
+    CheckConfig {
+        /// Gateway config file (TOML).
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::CheckConfig { path } => check_config(&path),
+        Command::Run { config, log_json } => {
+            let config = match crate::config::load(&config) {
+                Ok(config) => config,
+                Err(diags) => {
+                    eprintln!("{diags}");
+                    eprintln!(
+                        "error: {} problem(s) in the configuration; nothing was started",
+                        diags.len()
+                    );
+                    return ExitCode::from(1);
+                }
+            };
+            let json = log_json || config.log.format == "json";
+            crate::logging::init(&config.log.level, json);
+            match crate::gateway::run_blocking(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!(error = format!("{err:#}"), "gateway stopped with an error");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match crate::config::load(path) {
+        Ok(config) => {
+            let devices = config.modbus.as_ref().map_or(0, |m| m.devices.len());
+            let subscriptions = config.mqtt.as_ref().map_or(0, |m| m.subscriptions.len());
+            println!(
+                "{}: valid (gateway {}, {} MQTT subscription(s), {} Modbus device(s))",
+                path.display(),
+                config.gateway.id,
+                subscriptions,
+                devices
+            );
+            ExitCode::SUCCESS
+        }
+        Err(diags) => {
+            eprintln!("{diags}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Wiring of `caretaker run`: store, ingest tasks, local API and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::GatewayConfig;
+use crate::metrics::Metrics;
+use crate::time::{Clock, SystemClock, TimeKeeper};
+
+/// How long shutdown waits for ingest tasks to commit and acknowledge what they hold.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// Runs the gateway on its own Tokio runtime until SIGTERM or SIGINT.
+pub fn run_blocking(config: GatewayConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let cancel = CancellationToken::new();
+    let signal_cancel = cancel.clone();
+    runtime.spawn(async move {
+        wait_for_signal().await;
+        signal_cancel.cancel();
+    });
+    runtime.block_on(run(config, Arc::new(SystemClock::new()), cancel))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for SIGTERM; stop with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+    }
+}
+
+/// Runs the gateway until `cancel` fires, then stops every task and commits what is pending.
+pub async fn run(
+    config: GatewayConfig,
+    clock: Arc<dyn Clock>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = Arc::new(Metrics::new());
+    let keeper = Arc::new(TimeKeeper::new(clock, config.time));
+    let (store, writer) = crate::store::open(config.store.clone(), keeper.clone(), metrics.clone())
+        .context("cannot open the store")?;
+    tracing::info!(
+        gateway = %config.gateway.id,
+        database = %config.store.path.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "gateway starting"
+    );
+
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (http.listen); is another process using it?",
+                config.http_listen
+            )
+        })?;
+    tracing::info!(address = %config.http_listen, "local API listening");
+
+    let mut tasks = Vec::new();
+    let mut modbus_handle = None;
+    if let Some(setup) = config.modbus {
+        let (handle, handles) = crate::modbus::spawn(
+            setup,
+            store.clone(),
+            keeper.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        );
+        modbus_handle = Some(handle);
+        tasks.extend(handles);
+    }
+    if let Some(mqtt) = config.mqtt {
+        tasks.push(crate::mqtt::spawn(
+            mqtt,
+            store.clone(),
+            keeper.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        ));
+    }
+    let state = crate::http::ApiState {
+        metrics: metrics.clone(),
+        keeper: keeper.clone(),
+        store: store.clone(),
+        modbus: modbus_handle,
+        write_token: config.write_token,
+    };
+    let api = tokio::spawn(crate::http::serve(listener, state, cancel.clone()));
+    drop(store);
+
+    cancel.cancelled().await;
+    let wait_all = async {
+        for task in tasks {
+            let _ = task.await;
+        }
+        let _ = api.await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, wait_all)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = SHUTDOWN_GRACE.as_secs(),
+            "ingest tasks did not stop in time; unacknowledged input stays with its sender"
+        );
+    }
+    // The writer stops once the last store handle is gone, after committing what is queued.
+    let joined = tokio::task::spawn_blocking(move || writer.join());
+    if tokio::time::timeout(SHUTDOWN_GRACE, joined).await.is_err() {
+        tracing::warn!("the store writer did not stop in time");
+    }
+    tracing::info!("gateway stopped");
+    Ok(())
+}

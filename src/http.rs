@@ -1,0 +1,161 @@
+//! The local HTTP API: `/metrics`, `/healthz` and writes to writable Modbus points.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::modbus::{ModbusHandle, WriteError};
+use crate::secret::Secret;
+use crate::store::StoreHandle;
+use crate::time::TimeKeeper;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub metrics: Arc<Metrics>,
+    pub keeper: Arc<TimeKeeper>,
+    pub store: StoreHandle,
+    pub modbus: Option<ModbusHandle>,
+    pub write_token: Option<Secret>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/v1/modbus/{device}/{point}", post(write_point))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `cancel` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { cancel.cancelled().await })
+    .await
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(state): State<ApiState>) -> Response {
+    let store_running = !state.store.is_closed();
+    let clock_trusted = state.keeper.is_trusted();
+    let status = if store_running {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if store_running { "ok" } else { "store writer stopped" },
+        "store_running": store_running,
+        "clock_trusted": clock_trusted,
+        "mqtt_connected": state.metrics.mqtt_connected.get() == 1,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    (status, Json(body)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteRequest {
+    /// Engineering value, before the point's scale and offset are inverted.
+    value: f64,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn write_point(
+    State(state): State<ApiState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    Path((device, point)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(token) = &state.write_token else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "Modbus writes are disabled; set http.write_token in the gateway config",
+        );
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.expose().as_bytes())) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token in the Authorization header",
+        );
+    }
+    let request: WriteRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid body: {err}; expected {{\"value\": NUMBER}}"),
+            )
+        }
+    };
+    let Some(modbus) = &state.modbus else {
+        return error(StatusCode::NOT_FOUND, "no Modbus devices are configured");
+    };
+    let actor = format!("http:{peer}");
+    match modbus.write(&device, &point, request.value, &actor).await {
+        Ok(outcome) => (
+            StatusCode::OK,
+            Json(json!({
+                "device": outcome.device,
+                "point": outcome.point,
+                "value": outcome.value,
+                "address": outcome.address,
+            })),
+        )
+            .into_response(),
+        Err(err) => {
+            let status = match &err {
+                WriteError::UnknownDevice(_) | WriteError::UnknownPoint { .. } => {
+                    StatusCode::NOT_FOUND
+                }
+                WriteError::NotWritable { .. } | WriteError::InvalidValue { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                WriteError::Device { .. } | WriteError::Stopped(_) => StatusCode::BAD_GATEWAY,
+            };
+            error(status, err.to_string())
+        }
+    }
+}
+
+/// Compares without returning early, so that the time taken does not reveal a prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
