@@ -277,36 +277,6 @@ async fn uncertain_rows_rebased_when_clock_steps() {
 }
 
 #[tokio::test]
-async fn external_lock_delays_but_loses_nothing() {
-    let fixture = Fixture::new();
-    let (store, writer) = fixture.open(fixture.options());
-    store
-        .write(batch(vec![reading("a", NOW_MS, 0.0)]))
-        .await
-        .unwrap();
-
-    let locker = Connection::open(&fixture.path).unwrap();
-    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let pending = store
-        .submit(batch(vec![reading("a", NOW_MS + 1, 1.0)]))
-        .await
-        .unwrap();
-    // Hold the lock past the writer's 5 s busy timeout so that it has to retry.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    locker.execute_batch("COMMIT").unwrap();
-    let committed = pending.await.unwrap();
-    assert_eq!(committed.stored, 1);
-    drop(store);
-    writer.join();
-    assert_eq!(count(&fixture.path, "SELECT COUNT(*) FROM readings"), 2);
-    let text = fixture.metrics.render();
-    assert!(
-        !text.contains("caretaker_store_commit_errors_total 0"),
-        "{text}"
-    );
-}
-
-#[tokio::test]
 async fn reopen_keeps_rows_and_sensor_ids() {
     let fixture = Fixture::new();
     let (store, writer) = fixture.open(fixture.options());
