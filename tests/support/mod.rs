@@ -153,3 +153,13 @@ pub fn count_rows(db: &Path, sql: &str) -> Option<i64> {
     conn.busy_timeout(Duration::from_secs(5)).ok()?;
     conn.query_row(sql, [], |row| row.get(0)).ok()
 }
+
+/// The end of a log file, for assertion messages.
+pub fn read_log(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let start = text.len().saturating_sub(4000);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}:\n{}", path.display(), &text[start..])
+}
