@@ -62,9 +62,9 @@ impl Metrics {
             store_evictions: Family::default(),
             store_commits: Counter::default(),
             store_commit_errors: Counter::default(),
-            store_commit_latency: Histogram::new(
-                [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0].into_iter(),
-            ),
+            store_commit_latency: Histogram::new([
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
             store_size_bytes: Gauge::default(),
             mqtt_connected: Gauge::default(),
             mqtt_connection_errors: Counter::default(),

@@ -4,7 +4,6 @@
 mod support;
 
 #[path = "support/modbus_harness.rs"]
-#[allow(dead_code)]
 mod harness;
 
 use std::io::{Read, Write};
