@@ -60,7 +60,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to, for tests.
+/// A clock that moves only when a test advances or sets it.
 #[derive(Debug, Default)]
 pub struct ManualClock {
     wall_ms: AtomicI64,

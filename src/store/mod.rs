@@ -1,7 +1,7 @@
 //! The local SQLite store: readings, rollups, quarantine and audit in one file.
 //!
 //! The database runs in WAL mode. With `synchronous = FULL` (the default) a commit is on disk
-//! when it returns, so a batch acknowledged after its commit survives power loss; a crash
+//! when it returns, so a batch acknowledged after its commit survives power loss. A crash
 //! leaves a WAL that SQLite replays on the next open without any manual step. One writer
 //! thread owns the write connection ([`writer`]); readers may open their own connections.
 //!
@@ -45,7 +45,7 @@ impl Default for Retention {
     }
 }
 
-/// How the store is opened and bounded.
+/// Settings of the store: its file, durability, queue and bounds.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub path: PathBuf,
@@ -152,11 +152,11 @@ pub fn connect(path: &Path, synchronous_full: bool) -> Result<Connection, StoreE
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     pub ts_ms: i64,
-    /// Who acted: `http:<peer>`, `modbus`, `rule:<name>` and so on.
+    /// The actor, such as `http:<peer>`, `modbus` or `rule:<name>`.
     pub actor: String,
-    /// What was done, such as `modbus.write`.
+    /// The action, such as `modbus.write`.
     pub action: String,
-    /// What it was done to, such as `pump-1.setpoint`.
+    /// The object of the action, such as `pump-1.setpoint`.
     pub subject: String,
     /// Inputs and outcome as JSON.
     pub detail: serde_json::Value,
@@ -170,7 +170,7 @@ pub struct Batch {
     pub audit: Vec<AuditRecord>,
 }
 
-/// What a committed batch did.
+/// Counts of a committed batch.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Committed {
     pub stored: usize,

@@ -2,9 +2,10 @@
 //! queue, commits whatever is waiting in one transaction (group commit) and only then
 //! resolves each batch's `Pending` future.
 //!
-//! A commit that fails (a lock held by another process, a full disk) is retried with capped
-//! backoff; the batches stay in memory, and since the queue is bounded the ingest tasks wait
-//! and withhold their acknowledgements meanwhile. Nothing is acknowledged before its commit.
+//! A commit that fails, because another process holds the lock or the disk is full, is retried
+//! with capped backoff. The batches stay in memory meanwhile. Because the queue is bounded,
+//! the ingest tasks then wait and withhold their acknowledgements, so nothing is acknowledged
+//! before its commit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
