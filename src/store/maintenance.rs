@@ -2,7 +2,7 @@
 //!
 //! Raw readings are summarised per minute and per hour before they may be evicted: the
 //! rollup watermark is the highest reading id already summarised, and only rows at or below
-//! it are ever deleted. When the store is over its size cap, the oldest raw readings go first,
+//! it are deleted, except on a full disk when the rollups cannot be written either. When the store is over its size cap, the oldest raw readings go first,
 //! then the oldest minute rollups, then hour rollups. Every eviction is counted.
 
 use std::time::{Duration, Instant};
