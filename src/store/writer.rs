@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::maintenance;
 use super::{Committed, Job, StoreOptions};
+use crate::logging::RateLimit;
 use crate::metrics::Metrics;
 use crate::reading::{Quality, Reading, Value};
 use crate::time::TimeKeeper;
@@ -40,6 +41,8 @@ pub(crate) struct Writer {
     /// Clock offset taken from the time keeper and not yet committed.
     pending_rebase_ms: Option<i64>,
     pub(crate) maintenance: maintenance::State,
+    /// Limits the log lines of failed commits to one per minute.
+    error_log: RateLimit,
 }
 
 pub(crate) fn quality_code(quality: Quality) -> i64 {
@@ -94,6 +97,7 @@ impl Writer {
             sensors: HashMap::new(),
             pending_rebase_ms: None,
             maintenance,
+            error_log: RateLimit::new(Duration::from_secs(60)),
         };
         maintenance::ensure_reserve(&writer);
         Ok(writer)
@@ -158,13 +162,13 @@ impl Writer {
                 Err(err) => {
                     self.metrics.store_commit_errors.inc();
                     let full = matches!(err.sqlite_error_code(), Some(ErrorCode::DiskFull));
-                    // Log the first failure and then every 32nd, so that a lock held for
-                    // minutes does not flood the log.
-                    if attempt.is_multiple_of(32) {
+                    // A lock held for minutes must not flood the log.
+                    if let Some(held_back) = self.error_log.allow(Instant::now()) {
                         tracing::error!(
                             error = %err,
                             attempt = attempt + 1,
                             batches = jobs.len(),
+                            repeats_not_logged = held_back,
                             "cannot commit readings; keeping them queued and retrying"
                         );
                     }
