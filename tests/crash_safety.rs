@@ -5,10 +5,14 @@
 
 mod support;
 
+#[path = "support/mosquitto.rs"]
+mod mosquitto;
+
 use std::time::Duration;
 
+use mosquitto::Mosquitto;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use support::{count_rows, free_port, wait_until, Broker, Gateway};
+use support::{count_rows, free_port, wait_until, Gateway};
 
 const MESSAGES: i64 = 40_000;
 const BASE_TS_MS: i64 = 1_750_000_000_000;
@@ -84,7 +88,11 @@ async fn publish_all(port: u16) {
 #[test]
 fn kill_during_flood_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), "");
+    let broker = Mosquitto::start_with(
+        dir.path(),
+        "allow_anonymous true\nmax_inflight_messages 1000",
+        false,
+    );
     let config = write_config(dir.path(), broker.port);
     let db = dir.path().join("store.db");
     let log = dir.path().join("gateway.log");

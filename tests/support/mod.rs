@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,70 +26,6 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     check()
-}
-
-/// A Mosquitto broker started for one test with its own config, killed on drop.
-pub struct Broker {
-    pub port: u16,
-    pub dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Broker {
-    pub fn start(dir: &Path, extra_config: &str) -> Broker {
-        let port = free_port();
-        let mut broker = Broker {
-            port,
-            dir: dir.to_path_buf(),
-            child: None,
-        };
-        broker.write_config(extra_config);
-        broker.launch();
-        broker
-    }
-
-    fn write_config(&self, extra: &str) {
-        let config = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\n\
-             max_inflight_messages 1000\nmax_queued_messages 100000\n{extra}\n",
-            port = self.port
-        );
-        std::fs::write(self.dir.join("mosquitto.conf"), config).unwrap();
-    }
-
-    pub fn launch(&mut self) {
-        let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("mosquitto is not installed; run the README's test command to install it");
-        let log = std::fs::File::create(self.dir.join("mosquitto.log")).unwrap();
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(self.dir.join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start mosquitto");
-        self.child = Some(child);
-        let port = self.port;
-        let up = wait_until(Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(up, "mosquitto did not start listening on port {port}");
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// A `caretaker run` process, killed on drop.
