@@ -472,7 +472,8 @@ fn now_ms() -> i64 {
         .map_or(0, |since| since.as_millis() as i64)
 }
 
-/// Runs one case in a temporary folder; on an error, adds the tails of the logs in it.
+/// Runs one case in a temporary folder. On an error, the message ends with the last lines of
+/// the logs in that folder.
 async fn run_case(
     case: &Case,
     options: &Options,
@@ -538,8 +539,8 @@ async fn measure(
         Publisher::connect(broker.port, &format!("bench-load-{}", case.name())).await?;
     let qos = case.mqtt_qos();
     probe(&publisher, &sampler, &mut process, qos).await?;
-    // Lets start-up work and the probe's batch settle, then measures the consumer idle: no
-    // load, but the stored count polled as during the load.
+    // Start-up work and the probe's batch settle for 1 s. Then the idle consumer is measured
+    // while its count is polled as during the load.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_start = procfs::sample(pid)?;
     tokio::time::sleep(IDLE_WINDOW).await;
@@ -554,50 +555,12 @@ async fn measure(
 
     let messages = case.messages(options);
     publisher.start_recording();
-    // Source timestamps step by 1 ms per message and end about now, so each (sensor, ts)
-    // pair is unique and none is ahead of the gateway's clock.
-    let first_ts_ms = now_ms() - messages as i64;
-    let load_start = Instant::now();
-    for k in 0..messages {
-        if case.load == Load::Paced {
-            let due = load_start + Duration::from_nanos(k * 1_000_000_000 / options.rate);
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let topic = format!("bench/s{}", k % SENSORS);
-        let tenths = (k * 37) % 1000;
-        let payload = format!(
-            "{{\"ts\":{},\"v\":{}.{}}}",
-            first_ts_ms + k as i64,
-            tenths / 10,
-            tenths % 10
-        );
-        publisher.publish(topic, qos, payload.into_bytes()).await?;
-        if k % 1000 == 999 {
-            process.ensure_running()?;
-            publisher.ensure_connected()?;
-        }
-    }
-    let send_timeout = Duration::from_secs(300);
-    let sent = publisher.wait_sent(messages as usize, send_timeout).await?;
+    publish_load(&publisher, case, options, &mut process).await?;
+    let sent = publisher
+        .wait_sent(messages as usize, Duration::from_secs(300))
+        .await?;
+    wait_until_stored(&sampler, &mut process, baseline, messages).await?;
 
-    let target = baseline + messages;
-    loop {
-        let latest = sampler.latest().unwrap_or(baseline);
-        if latest >= target {
-            break;
-        }
-        process.ensure_running()?;
-        if sampler.last_change().elapsed() >= SETTLE_TIMEOUT {
-            eprintln!(
-                "the stored count stayed at {} of {} for {} s; counting the rest as lost",
-                latest - baseline,
-                messages,
-                SETTLE_TIMEOUT.as_secs()
-            );
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     let end = procfs::sample(pid)?;
     let others_after = (procfs::sample(broker.pid())?, procfs::sample_self()?);
     let load_window = load_window_start.elapsed().as_secs_f64();
@@ -635,6 +598,68 @@ async fn measure(
         gateway: gateway_before.zip(gateway_after),
     };
     Ok(measured.report(case, options, ticks_per_sec))
+}
+
+/// Publishes the case's load: `{"ts":MS,"v":VALUE}` to `bench/s0` … `bench/s199` in turn.
+async fn publish_load(
+    publisher: &Publisher,
+    case: &Case,
+    options: &Options,
+    consumer: &mut Running,
+) -> anyhow::Result<()> {
+    let messages = case.messages(options);
+    let qos = case.mqtt_qos();
+    // Source timestamps step by 1 ms per message and end about now, so each (sensor, ts)
+    // pair is unique and none is ahead of the gateway's clock.
+    let first_ts_ms = now_ms() - messages as i64;
+    let load_start = Instant::now();
+    for k in 0..messages {
+        if case.load == Load::Paced {
+            let due = load_start + Duration::from_nanos(k * 1_000_000_000 / options.rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let topic = format!("bench/s{}", k % SENSORS);
+        let tenths = (k * 37) % 1000;
+        let payload = format!(
+            "{{\"ts\":{},\"v\":{}.{}}}",
+            first_ts_ms + k as i64,
+            tenths / 10,
+            tenths % 10
+        );
+        publisher.publish(topic, qos, payload.into_bytes()).await?;
+        if k % 1000 == 999 {
+            consumer.ensure_running()?;
+            publisher.ensure_connected()?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the consumer has stored `messages` readings past `baseline`, or until its
+/// count has not changed for [`SETTLE_TIMEOUT`].
+async fn wait_until_stored(
+    sampler: &Sampler,
+    consumer: &mut Running,
+    baseline: u64,
+    messages: u64,
+) -> anyhow::Result<()> {
+    loop {
+        let latest = sampler.latest().unwrap_or(baseline);
+        if latest >= baseline + messages {
+            return Ok(());
+        }
+        consumer.ensure_running()?;
+        if sampler.last_change().elapsed() >= SETTLE_TIMEOUT {
+            eprintln!(
+                "the stored count stayed at {} of {} for {} s; counting the rest as lost",
+                latest.saturating_sub(baseline),
+                messages,
+                SETTLE_TIMEOUT.as_secs()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Counters of the gateway that explain its figures.

@@ -1,5 +1,6 @@
 //! Log output and rate limiting of repeated messages.
 
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use tracing_subscriber::EnvFilter;
@@ -12,6 +13,7 @@ pub fn init(level: &str, json: bool) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = if json {
         builder.json().flatten_event(true).try_init()

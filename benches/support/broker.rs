@@ -19,7 +19,7 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// A running broker; it is stopped on drop.
+/// A running broker, stopped on drop.
 pub struct Broker {
     pub port: u16,
     process: Running,
@@ -72,7 +72,7 @@ impl Broker {
 /// `firmware-config/mosquitto.conf`, on a loopback listener without persistence or passwords.
 ///
 /// `max_inflight_messages 1000` lets the broker send a QoS 1 subscriber up to 1000 messages
-/// before their PUBACKs come back; the gateway acknowledges a message only after its batch is
+/// before their PUBACKs come back. The gateway acknowledges a message only after its batch is
 /// committed, so with Mosquitto's default of 20 the QoS 1 rate is bound by the commit latency.
 /// `max_queued_messages 100000` holds a whole default flood that the consumer cannot take at
 /// once. Beyond it, Mosquitto 2.0 drops messages for that subscriber, QoS 0 ones included, and

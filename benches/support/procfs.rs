@@ -38,13 +38,13 @@ fn sample_path(pid: &str) -> anyhow::Result<ProcSample> {
     let after_name = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest)
-        .ok_or_else(|| anyhow!("unexpected format of {stat_path}: {stat:?}"))?;
+        .ok_or_else(|| anyhow!("cannot parse {stat_path}: {stat:?}"))?;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let tick_field = |index: usize| -> anyhow::Result<u64> {
         fields
             .get(index)
             .and_then(|text| text.parse().ok())
-            .ok_or_else(|| anyhow!("unexpected format of {stat_path}: {stat:?}"))
+            .ok_or_else(|| anyhow!("cannot parse {stat_path}: {stat:?}"))
     };
     let cpu_ticks = tick_field(14 - 3)? + tick_field(15 - 3)?;
 
@@ -68,7 +68,7 @@ fn sample_path(pid: &str) -> anyhow::Result<ProcSample> {
     })
 }
 
-/// Returns the value of a `Name: 1234 kB` line of `/proc/PID/status`.
+/// Returns the number of a `Name:   1234 kB` line, as in `/proc/PID/status` and `/proc/meminfo`.
 fn status_kib(status: &str, name: &str) -> Option<u64> {
     let rest = status
         .lines()
@@ -84,8 +84,8 @@ fn field_value(text: &str, name: &str) -> Option<u64> {
     rest.trim().parse().ok()
 }
 
-/// Clock ticks per second, the unit of the CPU times in `/proc/PID/stat`, from
-/// `getconf CLK_TCK`; 100 when that fails, the value on every common Linux platform.
+/// Returns the clock ticks per second, the unit of the CPU times in `/proc/PID/stat`, from
+/// `getconf CLK_TCK`. When that fails it returns 100, the value on x86 and ARM Linux.
 pub fn clock_ticks_per_sec() -> u64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -133,7 +133,7 @@ impl Machine {
     }
 }
 
-/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` prints them.
+/// Returns the 1, 5 and 15 minute load averages, as `/proc/loadavg` prints them.
 pub fn load_average() -> String {
     fs::read_to_string("/proc/loadavg")
         .ok()

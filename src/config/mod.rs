@@ -44,6 +44,9 @@ pub struct StoreSection {
     pub hour_rollup_retention_days: u32,
     /// Most readings committed in one transaction (default 5000).
     pub max_batch_readings: usize,
+    /// Milliseconds the writer waits after a batch arrives for more to commit with it
+    /// (default 50). Longer saves disk writes on an SD card and delays acknowledgements.
+    pub commit_delay_ms: u64,
     /// Batches queued for the writer before ingest waits (default 256).
     pub queue_batches: usize,
     /// Rows kept in the quarantine table (default 10000); the oldest go first.
@@ -63,6 +66,7 @@ impl Default for StoreSection {
             minute_rollup_retention_days: retention.minute_days,
             hour_rollup_retention_days: retention.hour_days,
             max_batch_readings: 5_000,
+            commit_delay_ms: 50,
             queue_batches: 256,
             quarantine_max_rows: 10_000,
             maintenance_interval_secs: 10,
@@ -291,6 +295,7 @@ fn store_options(
     }
     options.max_size_bytes = section.max_size_mb.saturating_mul(1024 * 1024);
     options.max_batch_readings = section.max_batch_readings;
+    options.commit_delay = std::time::Duration::from_millis(section.commit_delay_ms);
     options.queue_batches = section.queue_batches;
     options.quarantine_max_rows = section.quarantine_max_rows;
     options.maintenance_interval =

@@ -83,7 +83,9 @@ fn roll_up(writer: &mut Writer) -> rusqlite::Result<()> {
         let tx = writer.conn.transaction()?;
         for (table, bucket_ms) in [("rollup_minute", 60_000i64), ("rollup_hour", 3_600_000)] {
             // Good and uncertain-time numeric readings only; stale and bad values would
-            // distort the summaries. `WHERE true` keeps SQLite from reading ON CONFLICT as a
+            // distort the summaries.
+            // NOTE: a row of uncertain time is summarised under the time it had then; if it
+            // is re-based later, its rollup stays in the bucket of the derived time. `WHERE true` keeps SQLite from reading ON CONFLICT as a
             // join constraint of the SELECT.
             let sql = format!(
                 "INSERT INTO {table} (sensor, bucket_ms, min, max, sum, count)
@@ -120,6 +122,10 @@ fn apply_retention(writer: &mut Writer) -> rusqlite::Result<()> {
     if now.uncertain {
         return Ok(());
     }
+    // Rows stamped before the clock was set carry a receive time near the floor until they
+    // are re-based, and would be taken for old rows. The clock may have become trusted in
+    // the call above, so re-base them here, after it.
+    writer.apply_pending_rebase()?;
     let now = now.ts_ms;
     let retention = writer.options.retention;
     let raw_cutoff = now - i64::from(retention.raw_days) * DAY_MS;

@@ -56,6 +56,9 @@ pub struct StoreOptions {
     pub queue_batches: usize,
     /// Readings gathered into one transaction from the waiting batches.
     pub max_batch_readings: usize,
+    /// Longest wait after a batch arrives for more batches to commit with it. Adds up to this
+    /// much latency to each acknowledgement and saves disk writes at low rates.
+    pub commit_delay: Duration,
     pub retention: Retention,
     /// Size cap of the live pages of the database file.
     pub max_size_bytes: u64,
@@ -71,6 +74,7 @@ impl StoreOptions {
             synchronous_full: true,
             queue_batches: 256,
             max_batch_readings: 5_000,
+            commit_delay: Duration::from_millis(50),
             retention: Retention::default(),
             max_size_bytes: 1024 * 1024 * 1024,
             quarantine_max_rows: 10_000,

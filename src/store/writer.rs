@@ -122,17 +122,7 @@ impl Writer {
             let received = runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
             match received {
                 Ok(Some(first)) => {
-                    let mut jobs = vec![first];
-                    let mut readings = jobs[0].batch.readings.len();
-                    while readings < self.options.max_batch_readings {
-                        match rx.try_recv() {
-                            Ok(job) => {
-                                readings += job.batch.readings.len();
-                                jobs.push(job);
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    let jobs = self.gather(first, &mut rx, &runtime);
                     self.commit_jobs(jobs, &runtime);
                 }
                 Ok(None) => break,
@@ -145,6 +135,51 @@ impl Writer {
         }
         self.run_maintenance();
         tracing::debug!("store writer stopped");
+    }
+
+    /// Collects the batches that arrive within the commit delay after `first`, up to
+    /// `max_batch_readings`. Every commit rewrites whole pages and syncs the log, so at a
+    /// steady trickle, gathering for a few milliseconds saves most of the disk writes.
+    fn gather(
+        &self,
+        first: Job,
+        rx: &mut mpsc::Receiver<Job>,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Vec<Job> {
+        let deadline = tokio::time::Instant::from_std(first.queued + self.options.commit_delay);
+        let mut readings = first.batch.readings.len();
+        let mut jobs = vec![first];
+        while readings < self.options.max_batch_readings {
+            let next = match rx.try_recv() {
+                Ok(job) => Some(job),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => runtime.block_on(async {
+                    tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten()
+                }),
+            };
+            let Some(job) = next else {
+                break;
+            };
+            readings += job.batch.readings.len();
+            jobs.push(job);
+        }
+        jobs
+    }
+
+    /// Re-bases this run's uncertain rows now if the clock has become trusted since the
+    /// last commit.
+    pub(crate) fn apply_pending_rebase(&mut self) -> rusqlite::Result<()> {
+        if let Some(offset) = self.keeper.take_rebase() {
+            self.pending_rebase_ms = Some(offset);
+        }
+        let Some(offset) = self.pending_rebase_ms else {
+            return Ok(());
+        };
+        let tx = self.conn.transaction()?;
+        rebase(&tx, self.run_id, self.keeper.uncertain_base_ms(), offset)?;
+        tx.commit()?;
+        self.pending_rebase_ms = None;
+        Ok(())
     }
 
     fn run_maintenance(&mut self) {
