@@ -154,7 +154,10 @@ impl Writer {
                 Ok(job) => Some(job),
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
                 Err(mpsc::error::TryRecvError::Empty) => runtime.block_on(async {
-                    tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten()
+                    tokio::time::timeout_at(deadline, rx.recv())
+                        .await
+                        .ok()
+                        .flatten()
                 }),
             };
             let Some(job) = next else {
