@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::time::{Clock, SystemClock, TimeKeeper};
 
 /// How long shutdown waits for ingest tasks to commit and acknowledge what they hold.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the gateway on its own Tokio runtime until SIGTERM or SIGINT.
 pub fn run_blocking(config: GatewayConfig) -> anyhow::Result<()> {
@@ -26,7 +26,11 @@ pub fn run_blocking(config: GatewayConfig) -> anyhow::Result<()> {
         wait_for_signal().await;
         signal_cancel.cancel();
     });
-    runtime.block_on(run(config, Arc::new(SystemClock::new()), cancel))
+    let result = runtime.block_on(run(config, Arc::new(SystemClock::new()), cancel));
+    // Blocking work still running here (a store writer waiting on a lock held by another
+    // process) must not keep the process alive: what it holds was never acknowledged.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 async fn wait_for_signal() {
@@ -75,6 +79,7 @@ pub async fn run(
 
     let mut tasks = Vec::new();
     let mut modbus_handle = None;
+    let mqtt_configured = config.mqtt.is_some();
     if let Some(setup) = config.modbus {
         let (handle, handles) = crate::modbus::spawn(
             setup,
@@ -100,12 +105,14 @@ pub async fn run(
         keeper: keeper.clone(),
         store: store.clone(),
         modbus: modbus_handle,
+        mqtt_configured,
         write_token: config.write_token,
     };
     let api = tokio::spawn(crate::http::serve(listener, state, cancel.clone()));
     drop(store);
 
     cancel.cancelled().await;
+    let aborts: Vec<_> = tasks.iter().map(|task| task.abort_handle()).collect();
     let wait_all = async {
         for task in tasks {
             let _ = task.await;
@@ -118,8 +125,13 @@ pub async fn run(
     {
         tracing::warn!(
             grace_secs = SHUTDOWN_GRACE.as_secs(),
-            "ingest tasks did not stop in time; unacknowledged input stays with its sender"
+            "ingest tasks did not stop in time; stopping them, and unacknowledged input stays \
+             with its sender"
         );
+        // Aborting drops their store handles, so that the writer can finish.
+        for abort in aborts {
+            abort.abort();
+        }
     }
     // The writer stops once the last store handle is gone, after committing what is queued.
     let joined = tokio::task::spawn_blocking(move || writer.join());

@@ -25,6 +25,8 @@ pub struct ApiState {
     pub keeper: Arc<TimeKeeper>,
     pub store: StoreHandle,
     pub modbus: Option<ModbusHandle>,
+    /// Whether an `[mqtt]` section is configured; `/healthz` reports no MQTT state otherwise.
+    pub mqtt_configured: bool,
     pub write_token: Option<Secret>,
 }
 
@@ -63,7 +65,12 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 
 async fn healthz(State(state): State<ApiState>) -> Response {
     let store_running = !state.store.is_closed();
-    let clock_trusted = state.keeper.is_trusted();
+    // Reading the time lets the keeper notice a clock that is already trusted before the
+    // first reading arrives.
+    let clock_trusted = !state.keeper.receive_time().uncertain;
+    let mqtt_connected = state
+        .mqtt_configured
+        .then(|| state.metrics.mqtt_connected.get() == 1);
     let status = if store_running {
         StatusCode::OK
     } else {
@@ -73,7 +80,7 @@ async fn healthz(State(state): State<ApiState>) -> Response {
         "status": if store_running { "ok" } else { "store writer stopped" },
         "store_running": store_running,
         "clock_trusted": clock_trusted,
-        "mqtt_connected": state.metrics.mqtt_connected.get() == 1,
+        "mqtt_connected": mqtt_connected,
         "version": env!("CARGO_PKG_VERSION"),
     });
     (status, Json(body)).into_response()
@@ -103,11 +110,15 @@ async fn write_point(
             "Modbus writes are disabled; set http.write_token in the gateway config",
         );
     };
+    // The scheme name is case-insensitive in HTTP.
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.expose().as_bytes())) {
+        tracing::warn!(%peer, %device, %point, "Modbus write rejected: missing or wrong bearer token");
         return error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token in the Authorization header",
@@ -142,9 +153,9 @@ async fn write_point(
                 WriteError::UnknownDevice(_) | WriteError::UnknownPoint { .. } => {
                     StatusCode::NOT_FOUND
                 }
-                WriteError::NotWritable { .. } | WriteError::InvalidValue { .. } => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
+                WriteError::NotWritable { .. }
+                | WriteError::InvalidValue { .. }
+                | WriteError::OutOfRange { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 WriteError::Device { .. } | WriteError::Stopped(_) => StatusCode::BAD_GATEWAY,
             };
             error(status, err.to_string())

@@ -33,13 +33,62 @@ impl fmt::Display for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
+        deserializer.deserialize_any(SecretVisitor)
     }
+}
+
+/// Accepts only a string, and words its error without the value, which may be the secret
+/// written without quotes.
+struct SecretVisitor;
+
+impl serde::de::Visitor<'_> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Secret, E> {
+        Ok(Secret::new(value))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
+        Err(not_a_string())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
+        Err(not_a_string())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+        Err(not_a_string())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+        Err(not_a_string())
+    }
+}
+
+fn not_a_string<E: serde::de::Error>() -> E {
+    E::custom("a secret must be a quoted string; the value is not shown")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unquoted_secret_error_hides_value() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Config {
+            password: Secret,
+        }
+        let err = toml_edit::de::from_str::<Config>("password = 31415926535").unwrap_err();
+        assert!(!err.message().contains("31415926535"), "{}", err.message());
+        let config: Config = toml_edit::de::from_str("password = \"pw\"").unwrap();
+        assert_eq!(config.password.expose(), "pw");
+    }
 
     #[test]
     fn debug_and_display_redact() {

@@ -19,6 +19,8 @@ pub const BUILD_EPOCH_SECS: i64 = match i64::from_str_radix(env!("CARETAKER_BUIL
     Err(_) => 0,
 };
 
+const CENTURY_MS: i64 = 100 * 365 * 86_400_000;
+
 /// A source of wall-clock and monotonic time.
 pub trait Clock: Send + Sync + 'static {
     /// Wall-clock time in milliseconds since the Unix epoch. May jump in either direction.
@@ -239,6 +241,14 @@ impl TimeKeeper {
                 format_ms(self.policy.earliest_valid_ms)
             ));
         }
+        // With an untrusted clock "now" is unknown, except that it is past the floor; a
+        // timestamp a century past the floor is still rejected.
+        if received.uncertain && source_ts_ms > self.policy.earliest_valid_ms + CENTURY_MS {
+            return Err(format!(
+                "timestamp {} is implausibly far in the future",
+                format_ms(source_ts_ms)
+            ));
+        }
         if !received.uncertain && source_ts_ms > received.ts_ms + self.policy.max_future_ms {
             return Err(format!(
                 "timestamp {} is more than {} s ahead of the receive time {}",
@@ -369,5 +379,16 @@ mod tests {
         assert!(keeper.check_source_ts(2 * HOUR_MS, &now).is_ok());
         assert!(keeper.check_source_ts(now.ts_ms + 299_000, &now).is_ok());
         assert!(keeper.check_source_ts(now.ts_ms + 301_000, &now).is_err());
+    }
+
+    #[test]
+    fn far_future_rejected_while_clock_untrusted() {
+        let clock = Arc::new(ManualClock::new(36_000));
+        let keeper = keeper(&clock, 1_748_900_000_000);
+        let now = keeper.receive_time();
+        assert!(now.uncertain);
+        let year_3000 = 32_503_680_000_000;
+        assert!(keeper.check_source_ts(year_3000, &now).is_err());
+        assert!(keeper.check_source_ts(1_748_932_336_000, &now).is_ok());
     }
 }

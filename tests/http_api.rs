@@ -39,6 +39,8 @@ table = "holding_register"
 address = 0
 type = "i16"
 scale = 0.1
+min = 20.0
+max = 90.0
 writable = true
 "#;
 
@@ -166,6 +168,14 @@ timeout_ms = 1000
         r#"{"value": 1}"#,
     );
     assert_eq!(status, 404, "{body}");
+
+    for outside in ["95", "-5"] {
+        let body = format!("{{\"value\": {outside}}}");
+        let (status, reply) = request(http_port, "POST", path, Some(TOKEN), &body);
+        assert_eq!(status, 422, "{reply}");
+        assert!(reply.contains("outside its range"), "{reply}");
+    }
+    assert_eq!(device.get(1, "holding", 0, 1), vec![400]);
 
     let (status, body) = request(http_port, "POST", path, Some(TOKEN), r#"{"value": 45.5}"#);
     assert_eq!(status, 200, "{body}");

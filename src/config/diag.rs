@@ -200,6 +200,11 @@ impl TomlFile {
     }
 
     /// Deserializes one item, reporting unknown keys and type errors against `key_path`.
+    ///
+    /// serde stops at the first invalid value, so after each one the offending key is removed
+    /// from a copy of the item and the rest is deserialized again. Every invalid value is
+    /// reported in one run, and the value returned (if any) lacks the invalid keys; the caller
+    /// must treat the configuration as invalid whenever `diags` grew.
     pub fn deserialize<T: DeserializeOwned>(
         &self,
         item: &Item,
@@ -207,33 +212,63 @@ impl TomlFile {
         diags: &mut Diagnostics,
     ) -> Option<T> {
         let item_span = item_span(item);
-        let value = match item.clone().into_value() {
-            Ok(value) => value,
-            Err(other) => {
-                self.report(diags, key_path, other.span(), "expected a table or a value");
-                return None;
+        let mut remaining = item.clone();
+        let mut reported_unknown = std::collections::HashSet::new();
+        let mut removed: Vec<String> = Vec::new();
+        loop {
+            let value = match remaining.clone().into_value() {
+                Ok(value) => value,
+                Err(other) => {
+                    self.report(diags, key_path, other.span(), "expected a table or a value");
+                    return None;
+                }
+            };
+            let mut unknown = Vec::new();
+            let result = serde_ignored::deserialize(value.into_deserializer(), |path| {
+                unknown.push(path.to_string());
+            });
+            // A pass stops at its first invalid value, so later passes may find more.
+            for relative in unknown {
+                if !reported_unknown.insert(relative.clone()) {
+                    continue;
+                }
+                let segments: Vec<&str> = relative.split('.').collect();
+                let span = lookup_key_span(item, &segments).or_else(|| item_span.clone());
+                self.report(
+                    diags,
+                    &format!("{key_path}.{}", format_path(&segments)),
+                    span,
+                    "unknown key",
+                );
             }
-        };
-        let mut unknown = Vec::new();
-        let result = serde_ignored::deserialize(value.into_deserializer(), |path| {
-            unknown.push(path.to_string());
-        });
-        for relative in unknown {
-            let segments: Vec<&str> = relative.split('.').collect();
-            let span = lookup_key_span(item, &segments).or_else(|| item_span.clone());
-            self.report(
-                diags,
-                &format!("{key_path}.{}", format_path(&segments)),
-                span,
-                "unknown key",
-            );
-        }
-        match result {
-            Ok(value) => Some(value),
-            Err(err) => {
-                let span = err.span().or(item_span);
-                self.report(diags, key_path, span, err.message().trim().to_string());
-                None
+            let err = match result {
+                Ok(value) => return Some(value),
+                Err(err) => err,
+            };
+            let message = err.message().trim().to_string();
+            let Some(span) = err.span() else {
+                // A missing field or another problem of the whole table. A required key that
+                // was removed for being invalid is already reported.
+                let follows_removal = removed
+                    .iter()
+                    .any(|key| message == format!("missing field `{key}`"));
+                if !follows_removal {
+                    self.report(diags, key_path, item_span, message);
+                }
+                return None;
+            };
+            match remove_value_at(&mut remaining, &span) {
+                Some(path) => {
+                    if let Some(key) = path.first() {
+                        removed.push(key.clone());
+                    }
+                    let full = format!("{key_path}.{}", format_path_owned(&path));
+                    self.report(diags, &full, Some(span), message);
+                }
+                None => {
+                    self.report(diags, key_path, Some(span), message);
+                    return None;
+                }
             }
         }
     }
@@ -309,6 +344,75 @@ fn format_path(segments: &[&str]) -> String {
         }
     }
     out
+}
+
+fn format_path_owned(segments: &[String]) -> String {
+    let borrowed: Vec<&str> = segments.iter().map(String::as_str).collect();
+    format_path(&borrowed)
+}
+
+fn contains(outer: &Option<Range<usize>>, inner: &Range<usize>) -> bool {
+    outer
+        .as_ref()
+        .is_some_and(|outer| outer.start <= inner.start && inner.end <= outer.end)
+}
+
+/// Removes the key whose value contains `span` from `item`, looking into nested tables, and
+/// returns the key's path below `item`. A value inside an array removes the whole array.
+fn remove_value_at(item: &mut Item, span: &Range<usize>) -> Option<Vec<String>> {
+    match item {
+        Item::Table(table) => remove_from_table(table, span),
+        Item::ArrayOfTables(array) => {
+            for (index, table) in array.iter_mut().enumerate() {
+                if let Some(mut path) = remove_from_table(table, span) {
+                    path.insert(0, index.to_string());
+                    return Some(path);
+                }
+            }
+            None
+        }
+        Item::Value(toml_edit::Value::InlineTable(table)) => remove_from_inline(table, span),
+        _ => None,
+    }
+}
+
+fn remove_from_table(table: &mut toml_edit::Table, span: &Range<usize>) -> Option<Vec<String>> {
+    let mut found = None;
+    for (key, child) in table.iter_mut() {
+        if let Some(mut path) = remove_value_at(child, span) {
+            path.insert(0, key.get().to_string());
+            return Some(path);
+        }
+        if contains(&child.span(), span) {
+            found = Some(key.get().to_string());
+            break;
+        }
+    }
+    let key = found?;
+    table.remove(&key);
+    Some(vec![key])
+}
+
+fn remove_from_inline(
+    table: &mut toml_edit::InlineTable,
+    span: &Range<usize>,
+) -> Option<Vec<String>> {
+    let mut found = None;
+    for (key, child) in table.iter_mut() {
+        if let toml_edit::Value::InlineTable(inner) = child {
+            if let Some(mut path) = remove_from_inline(inner, span) {
+                path.insert(0, key.get().to_string());
+                return Some(path);
+            }
+        }
+        if contains(&child.span(), span) {
+            found = Some(key.get().to_string());
+            break;
+        }
+    }
+    let key = found?;
+    table.remove(&key);
+    Some(vec![key])
 }
 
 fn item_span(item: &Item) -> Option<Range<usize>> {
@@ -407,11 +511,15 @@ mod tests {
         let text = "[[sub]]\nname = \"a\"\nqos = \"high\"\n\n[[sub]]\nname = \"b\"\ncolour = 3\n";
         let (file, mut diags) = parse(text);
         let subs: Vec<Sub> = file.array_section(None, "sub", "sub", &mut diags);
-        assert_eq!(subs.len(), 1);
+        assert_eq!(
+            subs.len(),
+            2,
+            "entries come back without their invalid keys"
+        );
         let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(
-            lines[0].starts_with("gw.toml:3:7: sub[0]: "),
+            lines[0].starts_with("gw.toml:3:7: sub[0].qos: "),
             "{}",
             lines[0]
         );

@@ -193,12 +193,8 @@ pub fn load(path: &Path) -> Result<GatewayConfig, Diagnostics> {
             ),
         );
     }
-    if let Err(err) = tracing_subscriber::EnvFilter::try_new(&log.level) {
-        file.report_at(
-            &mut diags,
-            &["log", "level"],
-            format!("invalid level {:?}: {err}", log.level),
-        );
+    if let Err(message) = check_log_level(&log.level) {
+        file.report_at(&mut diags, &["log", "level"], message);
     }
     let http: HttpSection = section_or_default(&file, "http", &mut diags);
     let http_listen = match http.listen.parse::<SocketAddr>() {
@@ -244,6 +240,29 @@ pub fn load(path: &Path) -> Result<GatewayConfig, Diagnostics> {
             Err(diags)
         }
     }
+}
+
+const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a `tracing` filter such as `info` or `caretaker=debug,warn`. A bare word that is not
+/// a level would select a module of that name and silence everything else, so it is rejected.
+fn check_log_level(level: &str) -> Result<(), String> {
+    for directive in level.split(',') {
+        let directive = directive.trim();
+        let level_part = match directive.rsplit_once('=') {
+            Some((_target, level)) => level,
+            None => directive,
+        };
+        if !LOG_LEVELS.contains(&level_part.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "invalid level {directive:?}; expected one of {} or TARGET=LEVEL",
+                LOG_LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(|_| ())
+        .map_err(|err| format!("invalid level {level:?}: {err}"))
 }
 
 fn section_or_default<T: serde::de::DeserializeOwned + Default>(

@@ -43,6 +43,18 @@ pub enum WriteError {
         point: String,
         error: EncodeError,
     },
+    #[error(
+        "value {value} for `{device}.{point}` is outside its range {} to {} in the device map",
+        min.map_or("-inf".to_string(), |m| m.to_string()),
+        max.map_or("+inf".to_string(), |m| m.to_string())
+    )]
+    OutOfRange {
+        device: String,
+        point: String,
+        value: f64,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     #[error("write to `{device}.{point}` failed: {error}")]
     Device {
         device: String,
@@ -199,6 +211,19 @@ impl ModbusHandle {
             return Err(WriteError::NotWritable {
                 device: device.to_string(),
                 point: point_name.to_string(),
+            });
+        }
+        // The plausible range of a writable point is also the range an operator may set:
+        // a setpoint outside it could damage the plant.
+        let below = point.min.is_some_and(|min| value < min);
+        let above = point.max.is_some_and(|max| value > max);
+        if below || above || !value.is_finite() {
+            return Err(WriteError::OutOfRange {
+                device: device.to_string(),
+                point: point_name.to_string(),
+                value,
+                min: point.min,
+                max: point.max,
             });
         }
         let (operation, raw) =

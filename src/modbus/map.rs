@@ -150,8 +150,10 @@ pub struct Point {
     pub address: u16,
     pub encoding: Encoding,
     /// Lowest plausible value, for the anomaly detectors; readings outside are still stored.
+    /// A write below it is rejected.
     pub min: Option<f64>,
     /// Highest plausible value, for the anomaly detectors; readings outside are still stored.
+    /// A write above it is rejected.
     pub max: Option<f64>,
     pub writable: bool,
 }

@@ -105,10 +105,12 @@ impl Ingest {
         let mut readings = Vec::with_capacity(samples.len());
         let mut missing = Vec::new();
         for sample in &samples {
-            let (source_ts_ms, time_from_receive) = match sample.time {
-                SampleTime::Absent => (received.ts_ms, true),
-                SampleTime::Epoch(ms) => (ms, false),
-                SampleTime::Relative(offset_ms) => (received.ts_ms.saturating_add(offset_ms), true),
+            // NOTE: a relative SenML time taken while the clock is untrusted is not re-based
+            // with its receive time; only a time equal to the receive time is.
+            let source_ts_ms = match sample.time {
+                SampleTime::Absent => received.ts_ms,
+                SampleTime::Epoch(ms) => ms,
+                SampleTime::Relative(offset_ms) => received.ts_ms.saturating_add(offset_ms),
             };
             if sample.time != SampleTime::Absent {
                 if let Err(reason) = keeper.check_source_ts(source_ts_ms, &received) {
@@ -154,7 +156,9 @@ impl Ingest {
                     } else {
                         "retained message".into()
                     });
-                } else if time_from_receive && received.uncertain {
+                } else if received.uncertain {
+                    // Flagged even with a source timestamp of its own, so that the store
+                    // re-bases the receive time once the clock is set.
                     quality = Quality::UncertainTime;
                 }
             }

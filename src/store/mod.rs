@@ -107,7 +107,8 @@ pub fn open(
     keeper: Arc<TimeKeeper>,
     metrics: Arc<Metrics>,
 ) -> Result<(StoreHandle, StoreWriter), StoreError> {
-    let conn = connect(&options.path, options.synchronous_full)?;
+    let lock = lock_instance(&options.path)?;
+    let conn = connect_when_unlocked(&options.path, options.synchronous_full)?;
     let path_text = options.path.display().to_string();
     let queue = options.queue_batches.max(1);
     let writer =
@@ -118,9 +119,62 @@ pub fn open(
     let (tx, rx) = mpsc::channel(queue);
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || writer.run(rx))
+        .spawn(move || {
+            writer.run(rx);
+            // Held until the writer is done, so that a second gateway cannot start on the
+            // same database in the meantime.
+            drop(lock);
+        })
         .map_err(|err| StoreError::Thread(err.to_string()))?;
     Ok((StoreHandle { tx }, StoreWriter { thread }))
+}
+
+/// Takes an exclusive lock on `<database>.lock`, so that two gateways never write one
+/// database. The operating system releases it when the process ends, however it ends.
+fn lock_instance(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|err| StoreError::Lock(format!("cannot open {}: {err}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Lock(format!(
+            "another caretaker process is using {}; stop it or configure another store.path",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(err)) => Err(StoreError::Lock(format!(
+            "cannot lock {}: {err}",
+            lock_path.display()
+        ))),
+    }
+}
+
+/// Opens the database like [`connect`], waiting up to 30 s while another process (a
+/// backup, an operator's `sqlite3` shell) holds a lock on it.
+fn connect_when_unlocked(path: &Path, synchronous_full: bool) -> Result<Connection, StoreError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match connect(path, synchronous_full) {
+            Err(StoreError::Open { source, .. })
+                if matches!(
+                    source.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(database = %path.display(), "the database is locked; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Opens a connection with the gateway's settings and brings the schema up to date.
@@ -194,6 +248,8 @@ pub enum StoreError {
     },
     #[error("cannot start the store writer thread: {0}")]
     Thread(String),
+    #[error("{0}")]
+    Lock(String),
 }
 
 pub(crate) struct Job {

@@ -305,3 +305,26 @@ async fn reopen_keeps_rows_and_sensor_ids() {
     writer.join();
     assert_eq!(count(&fixture.path, "SELECT COUNT(*) FROM sensors"), 1);
 }
+
+#[tokio::test]
+async fn second_writer_on_same_file_rejected() {
+    let fixture = Fixture::new();
+    let (store, writer) = fixture.open(fixture.options());
+    let second = open(
+        fixture.options(),
+        keeper(fixture.clock.clone()),
+        fixture.metrics.clone(),
+    );
+    let err = second
+        .err()
+        .expect("a second writer must not open the database");
+    assert!(
+        err.to_string().contains("another caretaker process"),
+        "{err}"
+    );
+    drop(store);
+    writer.join();
+    let (store, writer) = fixture.open(fixture.options());
+    drop(store);
+    writer.join();
+}

@@ -88,7 +88,7 @@ metric = "{5}"
         "gw.toml:11:10: mqtt.subscription[0].filter: invalid topic filter",
         "gw.toml:12:7: mqtt.subscription[0].qos: qos 3 is invalid",
         "mqtt.subscription[0].sensor_id: sensor_id `{topic}` gives every value of a message the same id",
-        "mqtt.subscription[1]: unknown variant `xml`",
+        "mqtt.subscription[1].format: unknown variant `xml`",
         "gw.toml:24:14: mqtt.subscription[2].value_path: value_path applies only to format = \"json\"",
         "mqtt.subscription[2].metric: `{5}` refers to topic level 5",
     ];

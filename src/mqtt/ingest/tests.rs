@@ -141,7 +141,9 @@ fn missing_timestamp_takes_receive_time() {
     );
     assert_eq!(batch.readings[0].quality, Quality::UncertainTime);
     assert_eq!(batch.readings[0].source_ts_ms, received.ts_ms);
-    assert_eq!(batch.readings[1].quality, Quality::Good);
+    // Its own timestamp is kept, but its receive time still needs re-basing.
+    assert_eq!(batch.readings[1].quality, Quality::UncertainTime);
+    assert_eq!(batch.readings[1].source_ts_ms, 1_700_000_000_000);
 }
 
 #[test]
