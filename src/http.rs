@@ -18,7 +18,7 @@ use crate::secret::Secret;
 use crate::store::StoreHandle;
 use crate::time::TimeKeeper;
 
-/// What the handlers share.
+/// State shared by the request handlers.
 #[derive(Clone)]
 pub struct ApiState {
     pub metrics: Arc<Metrics>,

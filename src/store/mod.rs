@@ -109,6 +109,20 @@ pub fn open(
 ) -> Result<(StoreHandle, StoreWriter), StoreError> {
     let lock = lock_instance(&options.path)?;
     let conn = connect_when_unlocked(&options.path, options.synchronous_full)?;
+    // Checkpoints run on their own thread (see `checkpoint_loop`), so that copying the WAL
+    // into the database never holds up a commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(|source| StoreError::Open {
+            path: options.path.display().to_string(),
+            source,
+        })?;
+    let checkpointer = connect(&options.path, options.synchronous_full)?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checkpoint_stop = stop.clone();
+    std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || checkpoint_loop(checkpointer, &checkpoint_stop))
+        .map_err(|err| StoreError::Thread(err.to_string()))?;
     let path_text = options.path.display().to_string();
     let queue = options.queue_batches.max(1);
     let writer =
@@ -121,12 +135,31 @@ pub fn open(
         .name("store-writer".into())
         .spawn(move || {
             writer.run(rx);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
             // Held until the writer is done, so that a second gateway cannot start on the
             // same database in the meantime.
             drop(lock);
         })
         .map_err(|err| StoreError::Thread(err.to_string()))?;
     Ok((StoreHandle { tx }, StoreWriter { thread }))
+}
+
+/// Copies committed WAL frames into the database every second with a passive checkpoint,
+/// which neither waits for nor blocks the writer. The next commit after a complete
+/// checkpoint starts the WAL from its beginning again, so the WAL stays small.
+fn checkpoint_loop(conn: Connection, stop: &std::sync::atomic::AtomicBool) {
+    let mut failures = crate::logging::RateLimit::new(Duration::from_secs(60));
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_secs(1));
+        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if let Err(err) = result {
+            if let Some(held_back) = failures.allow(std::time::Instant::now()) {
+                tracing::warn!(error = %err, repeats_not_logged = held_back, "WAL checkpoint failed");
+            }
+        }
+    }
+    // A final full checkpoint leaves the database file complete on a clean shutdown.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 /// Takes an exclusive lock on `<database>.lock`, so that two gateways never write one
@@ -201,6 +234,9 @@ pub fn connect(path: &Path, synchronous_full: bool) -> Result<Connection, StoreE
     conn.pragma_update(None, "synchronous", level)
         .map_err(open_error)?;
     conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_error)?;
+    // Truncate the WAL file back to 64 MiB after a checkpoint has emptied it.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
         .map_err(open_error)?;
     schema::migrate(&mut conn).map_err(open_error)?;
     Ok(conn)
