@@ -132,20 +132,7 @@ pub(super) fn decode(
     text: &str,
     options: DecodeOptions,
 ) -> Result<Vec<Sample>, Rejection> {
-    let rewritten = nonfinite::rewrite(text);
-    if !options.lenient_nan {
-        if let Some(first) = rewritten.tokens.first() {
-            return Err(Rejection::at(
-                format!(
-                    "`{}` is not a finite number (lenient_nan is off)",
-                    first.token
-                ),
-                first.offset,
-            ));
-        }
-    }
-    let root: Value =
-        serde_json::from_str(&rewritten.text).map_err(|err| syntax_rejection(&err, &rewritten))?;
+    let (rewritten, root) = parse(text, options)?;
 
     let time = match &paths.timestamp {
         Some(path) => match path.lookup(&root) {
@@ -205,6 +192,29 @@ fn last_segment(path: &str) -> &str {
 }
 
 /// Turns a `serde_json` error into a rejection with the byte offset in the original payload.
+/// Parses JSON that may contain NaN and infinity tokens, which strict mode rejects and lenient
+/// mode rewrites into markers that the decoders recognise.
+pub(super) fn parse(
+    text: &str,
+    options: DecodeOptions,
+) -> Result<(Rewritten<'_>, Value), Rejection> {
+    let rewritten = nonfinite::rewrite(text);
+    if !options.lenient_nan {
+        if let Some(first) = rewritten.tokens.first() {
+            return Err(Rejection::at(
+                format!(
+                    "`{}` is not a finite number (lenient_nan is off)",
+                    first.token
+                ),
+                first.offset,
+            ));
+        }
+    }
+    let root: Value =
+        serde_json::from_str(&rewritten.text).map_err(|err| syntax_rejection(&err, &rewritten))?;
+    Ok((rewritten, root))
+}
+
 pub(super) fn syntax_rejection(err: &serde_json::Error, rewritten: &Rewritten) -> Rejection {
     let message = err.to_string();
     let message = match message.rfind(" at line ") {

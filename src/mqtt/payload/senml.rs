@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value};
 
-use super::json::syntax_rejection;
-use super::nonfinite::{self, Rewritten};
+use super::json::parse;
+use super::nonfinite::Rewritten;
 use super::{DecodeOptions, Rejection, Sample, SampleTime, SampleValue};
 
 /// SenML times below this many seconds (2^28) are relative to the receive time.
@@ -26,20 +26,7 @@ struct Base {
 }
 
 pub(super) fn decode(text: &str, options: DecodeOptions) -> Result<Vec<Sample>, Rejection> {
-    let rewritten = nonfinite::rewrite(text);
-    if !options.lenient_nan {
-        if let Some(first) = rewritten.tokens.first() {
-            return Err(Rejection::at(
-                format!(
-                    "`{}` is not a finite number (lenient_nan is off)",
-                    first.token
-                ),
-                first.offset,
-            ));
-        }
-    }
-    let root: Value =
-        serde_json::from_str(&rewritten.text).map_err(|err| syntax_rejection(&err, &rewritten))?;
+    let (rewritten, root) = parse(text, options)?;
     let Value::Array(records) = root else {
         return Err(Rejection::new(
             "SenML payload must be a JSON array of records",
