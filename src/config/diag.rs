@@ -246,15 +246,16 @@ impl TomlFile {
                 Err(err) => err,
             };
             let message = err.message().trim().to_string();
+            // A required key that was removed for being invalid is reported already.
+            let follows_removal = removed
+                .iter()
+                .any(|key| message == format!("missing field `{key}`"));
+            if follows_removal {
+                return None;
+            }
             let Some(span) = err.span() else {
-                // A missing field or another problem of the whole table. A required key that
-                // was removed for being invalid is already reported.
-                let follows_removal = removed
-                    .iter()
-                    .any(|key| message == format!("missing field `{key}`"));
-                if !follows_removal {
-                    self.report(diags, key_path, item_span, message);
-                }
+                // A missing field or another problem of the whole table.
+                self.report(diags, key_path, item_span, message);
                 return None;
             };
             match remove_value_at(&mut remaining, &span) {
@@ -360,50 +361,28 @@ fn contains(outer: &Option<Range<usize>>, inner: &Range<usize>) -> bool {
 /// Removes the key whose value contains `span` from `item`, looking into nested tables, and
 /// returns the key's path below `item`. A value inside an array removes the whole array.
 fn remove_value_at(item: &mut Item, span: &Range<usize>) -> Option<Vec<String>> {
-    match item {
-        Item::Table(table) => remove_from_table(table, span),
-        Item::ArrayOfTables(array) => {
-            for (index, table) in array.iter_mut().enumerate() {
-                if let Some(mut path) = remove_from_table(table, span) {
-                    path.insert(0, index.to_string());
-                    return Some(path);
-                }
+    if let Item::ArrayOfTables(array) = item {
+        for (index, table) in array.iter_mut().enumerate() {
+            if let Some(mut path) = remove_from_table(table, span) {
+                path.insert(0, index.to_string());
+                return Some(path);
             }
-            None
         }
-        Item::Value(toml_edit::Value::InlineTable(table)) => remove_from_inline(table, span),
-        _ => None,
+        return None;
     }
+    remove_from_table(item.as_table_like_mut()?, span)
 }
 
-fn remove_from_table(table: &mut toml_edit::Table, span: &Range<usize>) -> Option<Vec<String>> {
+/// Works on both `[table]` and `{ inline = "table" }` forms.
+fn remove_from_table(
+    table: &mut dyn toml_edit::TableLike,
+    span: &Range<usize>,
+) -> Option<Vec<String>> {
     let mut found = None;
     for (key, child) in table.iter_mut() {
         if let Some(mut path) = remove_value_at(child, span) {
             path.insert(0, key.get().to_string());
             return Some(path);
-        }
-        if contains(&child.span(), span) {
-            found = Some(key.get().to_string());
-            break;
-        }
-    }
-    let key = found?;
-    table.remove(&key);
-    Some(vec![key])
-}
-
-fn remove_from_inline(
-    table: &mut toml_edit::InlineTable,
-    span: &Range<usize>,
-) -> Option<Vec<String>> {
-    let mut found = None;
-    for (key, child) in table.iter_mut() {
-        if let toml_edit::Value::InlineTable(inner) = child {
-            if let Some(mut path) = remove_from_inline(inner, span) {
-                path.insert(0, key.get().to_string());
-                return Some(path);
-            }
         }
         if contains(&child.span(), span) {
             found = Some(key.get().to_string());
@@ -524,6 +503,25 @@ mod tests {
             lines[0]
         );
         assert_eq!(lines[1], "gw.toml:7:1: sub[1].colour: unknown key");
+    }
+
+    #[test]
+    fn inline_table_errors_all_reported() {
+        let (file, mut diags) = parse("sub = { name = 1, qos = \"high\" }\n");
+        let sub: Option<Sub> = file.section("sub", &mut diags);
+        assert!(sub.is_none(), "name is required and invalid");
+        let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("gw.toml:1:16: sub.name: "),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with("gw.toml:1:25: sub.qos: "),
+            "{}",
+            lines[1]
+        );
     }
 
     #[test]
