@@ -161,7 +161,7 @@ impl Metrics {
     /// Renders every metric in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        // Writing into a String cannot fail.
+        // `fmt::Write` for `String` never returns an error.
         let _ = encode(&mut out, &self.registry);
         out
     }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// Where a reading or a quarantined payload came from.
+/// The protocol a reading or a quarantined payload came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     Mqtt,
@@ -76,7 +76,7 @@ pub struct Reading {
     pub sensor_id: String,
     /// The asset the sensor belongs to, such as `pump-1`; empty when unknown.
     pub asset: String,
-    /// What is measured, such as `supply_temperature`.
+    /// The measured quantity, such as `supply_temperature`.
     pub metric: String,
     /// Unit of `value`, such as `degC`; empty when the value has no unit.
     pub unit: String,
@@ -89,7 +89,7 @@ pub struct Reading {
     pub source_ts_ms: i64,
     /// Time the gateway received the value, in milliseconds since the Unix epoch.
     pub receive_ts_ms: i64,
-    /// Why the quality is not good, such as `exception 2 (illegal data address)`.
+    /// The reason for a quality other than good, such as `exception 2 (illegal data address)`.
     pub detail: Option<String>,
 }
 

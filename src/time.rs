@@ -175,7 +175,8 @@ impl TimeKeeper {
         state.floor_ms = state.floor_ms.max(newest_stored_ms);
     }
 
-    /// The receive time for a value arriving now.
+    /// Returns the receive time for a value arriving now, and notices a clock that became
+    /// trusted.
     pub fn receive_time(&self) -> ReceiveTime {
         let wall = self.clock.wall_ms();
         let monotonic_ms = self.clock.monotonic().as_millis() as i64;
@@ -212,14 +213,14 @@ impl TimeKeeper {
         }
     }
 
-    /// The base that uncertain receive times are counted from: an uncertain receive time is
-    /// this plus the monotonic milliseconds since start.
+    /// Returns the base of uncertain receive times. An uncertain receive time is this base
+    /// plus the monotonic milliseconds since start.
     pub fn uncertain_base_ms(&self) -> i64 {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.floor_ms
     }
 
-    /// Whether the wall clock is trusted yet.
+    /// Returns whether the wall clock is trusted yet.
     pub fn is_trusted(&self) -> bool {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.trusted_offset_ms.is_some()

@@ -1,5 +1,5 @@
 //! `kill -9` of the gateway during a flood of QoS 1 messages, several times: after the last
-//! restart the database passes `PRAGMA integrity_check` and holds every published reading
+//! restart the database passes `PRAGMA integrity_check` and contains every published reading
 //! exactly once, because nothing is acknowledged to the broker before it is committed and the
 //! broker redelivers what was not.
 

@@ -134,7 +134,7 @@ impl TomlFile {
         }
     }
 
-    /// The top-level item under `key`, if present.
+    /// Returns the top-level item under `key`, if present.
     pub fn get(&self, key: &str) -> Option<&Item> {
         self.doc.get(key)
     }
@@ -203,7 +203,7 @@ impl TomlFile {
     ///
     /// serde stops at the first invalid value, so after each one the offending key is removed
     /// from a copy of the item and the rest is deserialized again. Every invalid value is
-    /// reported in one run, and the value returned (if any) lacks the invalid keys; the caller
+    /// reported in one run. The value returned, if any, lacks the invalid keys, so the caller
     /// must treat the configuration as invalid whenever `diags` grew.
     pub fn deserialize<T: DeserializeOwned>(
         &self,

@@ -106,7 +106,7 @@ impl Ingest {
         let mut missing = Vec::new();
         for sample in &samples {
             // NOTE: a relative SenML time taken while the clock is untrusted is not re-based
-            // with its receive time; only a time equal to the receive time is.
+            // with its receive time. Only a source time equal to the receive time is.
             let source_ts_ms = match sample.time {
                 SampleTime::Absent => received.ts_ms,
                 SampleTime::Epoch(ms) => ms,

@@ -1,8 +1,8 @@
 //! Rollups, retention and the size cap, run by the writer between batches.
 //!
-//! Raw readings are summarised per minute and per hour before they may be evicted: the
+//! Raw readings are summarised per minute and per hour before they may be evicted. The
 //! rollup watermark is the highest reading id already summarised, and only rows at or below
-//! it are deleted, except on a full disk when the rollups cannot be written either. When the store is over its size cap, the oldest raw readings go first,
+//! it are deleted. The exception is a full disk on which the rollups cannot be written either. When the store is over its size cap, the oldest raw readings go first,
 //! then the oldest minute rollups, then hour rollups. Every eviction is counted.
 
 use std::time::{Duration, Instant};
@@ -82,11 +82,11 @@ fn roll_up(writer: &mut Writer) -> rusqlite::Result<()> {
         let to = (from + ROLLUP_CHUNK).min(max_id);
         let tx = writer.conn.transaction()?;
         for (table, bucket_ms) in [("rollup_minute", 60_000i64), ("rollup_hour", 3_600_000)] {
-            // Good and uncertain-time numeric readings only; stale and bad values would
-            // distort the summaries.
-            // NOTE: a row of uncertain time is summarised under the time it had then; if it
-            // is re-based later, its rollup stays in the bucket of the derived time. `WHERE true` keeps SQLite from reading ON CONFLICT as a
-            // join constraint of the SELECT.
+            // Only good and uncertain-time numeric readings count, because stale and bad
+            // values would distort the summaries. `WHERE true` keeps SQLite from reading
+            // ON CONFLICT as a join constraint of the SELECT.
+            // NOTE: a row of uncertain time is summarised under its derived time and stays
+            // in that bucket when it is re-based later.
             let sql = format!(
                 "INSERT INTO {table} (sensor, bucket_ms, min, max, sum, count)
                  SELECT * FROM (

@@ -56,7 +56,7 @@ pub struct StoreOptions {
     pub queue_batches: usize,
     /// Readings gathered into one transaction from the waiting batches.
     pub max_batch_readings: usize,
-    /// Longest wait after a batch arrives for more batches to commit with it. Adds up to this
+    /// Maximum wait after a batch arrives for more batches to commit with it. Adds up to this
     /// much latency to each acknowledgement and saves disk writes at low rates.
     pub commit_delay: Duration,
     pub retention: Retention,
@@ -330,7 +330,7 @@ impl StoreHandle {
         Ok(Pending { rx })
     }
 
-    /// Whether the writer has stopped, so that nothing more can be committed.
+    /// Returns whether the writer has stopped, after which nothing more can be committed.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }

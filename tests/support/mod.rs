@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port on loopback that nothing listens on at the moment of the call.
+/// Returns a loopback port that nothing listens on at the moment of the call.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind an ephemeral loopback port")
@@ -90,7 +90,7 @@ pub fn count_rows(db: &Path, sql: &str) -> Option<i64> {
     conn.query_row(sql, [], |row| row.get(0)).ok()
 }
 
-/// The end of a log file, for assertion messages.
+/// Returns the end of a log file, for assertion messages.
 pub fn read_log(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let start = text.len().saturating_sub(4000);
