@@ -33,11 +33,27 @@ pub enum Command {
         #[arg(value_name = "PATH")]
         path: PathBuf,
     },
+    /// Replay a recorded series (CSV) through the same detectors as `run` and write one
+    /// score row per input row.
+    Detect(crate::detect::replay::DetectArgs),
+    /// Score `detect` outputs against labelled windows (NAB) or labelled runs (SKAB).
+    Evaluate(crate::detect::eval::EvaluateArgs),
+    /// Train an asset model on normal operation and write it with its model card.
+    Train(crate::detect::train::TrainArgs),
+    /// Classify tenant messages (JSON lines in, JSON lines out).
+    Triage(crate::triage::TriageArgs),
+    /// Rebuild the triage model from the project's labelled corpus.
+    TrainTriage(crate::triage::TrainTriageArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::CheckConfig { path } => check_config(&path),
+        Command::Detect(args) => crate::detect::replay::main(args),
+        Command::Evaluate(args) => crate::detect::eval::main(args),
+        Command::Train(args) => crate::detect::train::main(args),
+        Command::Triage(args) => crate::triage::main(args),
+        Command::TrainTriage(args) => crate::triage::train_main(args),
         Command::Run { config, log_json } => {
             let config = match crate::config::load(&config) {
                 Ok(config) => config,

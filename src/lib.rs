@@ -1,8 +1,9 @@
 //! Caretaker, a building gateway: sensor ingest over MQTT and Modbus into a crash-safe
-//! SQLite store.
+//! SQLite store, on-board anomaly detection and tenant message triage.
 
 pub mod cli;
 pub mod config;
+pub mod detect;
 pub mod gateway;
 pub mod http;
 pub mod logging;
@@ -13,3 +14,4 @@ pub mod reading;
 pub mod secret;
 pub mod store;
 pub mod time;
+pub mod triage;
