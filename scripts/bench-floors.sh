@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
-# Runs the quick ingest load benchmark and fails when a figure is worse than its floor in
-# BENCHMARKS.md.
+# Runs every benchmark and fails when a figure is worse than its floor in BENCHMARKS.md.
 #
 # Usage: scripts/bench-floors.sh [--no-run]
-#   --no-run  check target/bench/ingest_load.json from an earlier run instead of running the
-#             benchmark
+#   --no-run  check the JSON files in target/bench/ from earlier runs instead of running the
+#             benchmarks
 #
-# The floors are the fenced `floors` block of BENCHMARKS.md, one per line:
-#   FIGURE >= VALUE   the figure must be at least VALUE (throughput)
+# Every `[[bench]]` target of Cargo.toml runs as `cargo bench --bench NAME`, with `--quick`
+# for the long ones (ingest_load, detect_cost). Each benchmark writes its figures to
+# target/bench/NAME.json as {"figures": {"NAME": VALUE, ...}}. The script merges the `figures`
+# of every target/bench/*.json, including those that benchmarks run by other means write (such
+# as target/bench/triage.json), and checks them against the fenced `floors` block of
+# BENCHMARKS.md, one line per figure:
+#   FIGURE >= VALUE   the figure must be at least VALUE (throughput, scores)
 #   FIGURE <= VALUE   the figure must be at most VALUE (CPU, memory, disk, latency, losses)
-# FIGURE is a key of `figures` in the benchmark's JSON output; `#` starts a comment.
-# Exits 1 when a figure misses its floor or is missing, naming the figure, the measured value
-# and the floor.
+# `#` starts a comment. Exits 1 when a benchmark failed, when two files report the same figure,
+# or when a figure misses its floor or is missing, naming the figure, the measured value and
+# the floor.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-json=target/bench/ingest_load.json
+bench_dir=target/bench
 run=1
 for arg in "$@"; do
     case $arg in
@@ -29,26 +33,80 @@ for arg in "$@"; do
     esac
 done
 
+# Arguments that keep a benchmark to the size CI can afford.
+quick_args() {
+    case $1 in
+        ingest_load | detect_cost) echo "--quick" ;;
+        *) echo "" ;;
+    esac
+}
+
+failed_benches=()
+run_started=$(date +%s)
 if ((run)); then
-    # The benchmark starts its own Mosquitto and mosquitto_sub.
+    # The ingest benchmark starts its own Mosquitto and mosquitto_sub.
     scripts/apt-install.sh mosquitto mosquitto-clients
-    cargo bench --locked --bench ingest_load -- --quick --output "$json"
+    mapfile -t benches < <(python3 - <<'PYTHON'
+import tomllib
+with open("Cargo.toml", "rb") as f:
+    manifest = tomllib.load(f)
+for bench in manifest.get("bench", []):
+    print(bench["name"])
+PYTHON
+    )
+    for bench in "${benches[@]}"; do
+        read -r -a args <<<"$(quick_args "$bench")"
+        echo "==> cargo bench --locked --bench $bench -- ${args[*]}"
+        if ! cargo bench --locked --bench "$bench" -- "${args[@]}"; then
+            echo "bench floors: the benchmark $bench failed" >&2
+            failed_benches+=("$bench")
+        fi
+    done
 fi
 
-if [[ ! -f $json ]]; then
-    echo "bench floors: $json not found; run the benchmark first" >&2
-    exit 1
-fi
-
-python3 - "$json" BENCHMARKS.md <<'PYTHON'
+python3 - "$bench_dir" BENCHMARKS.md "$run" "$run_started" "${failed_benches[@]}" <<'PYTHON'
+import glob
 import json
+import os
 import re
 import sys
+import time
 
-json_path, floors_path = sys.argv[1], sys.argv[2]
-with open(json_path) as f:
-    report = json.load(f)
-figures = report["figures"]
+bench_dir, floors_path, ran, run_started = sys.argv[1:5]
+failed_benches = sys.argv[5:]
+ran = ran == "1"
+run_started = float(run_started)
+
+failures = [f"the benchmark {name} failed; its figures may be missing or stale"
+            for name in failed_benches]
+figures = {}
+source_of = {}
+paths = sorted(glob.glob(os.path.join(bench_dir, "*.json")))
+if not paths:
+    print(f"bench floors: no JSON file in {bench_dir}; run the benchmarks first", file=sys.stderr)
+    sys.exit(1)
+for path in paths:
+    try:
+        with open(path) as f:
+            report = json.load(f)
+    except (OSError, ValueError) as err:
+        failures.append(f"{path}: cannot read it as JSON ({err})")
+        continue
+    found = report.get("figures") if isinstance(report, dict) else None
+    if not isinstance(found, dict):
+        print(f"note   {path} has no `figures` object; skipped")
+        continue
+    written = os.path.getmtime(path)
+    stale = " (written before this run)" if ran and written < run_started else ""
+    print(f"read   {path}: {len(found)} figures, written "
+          f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(written))} UTC{stale}")
+    for name, value in found.items():
+        if name in figures:
+            failures.append(f"{name} is reported by both {source_of[name]} and {path}; "
+                            "rename it in one of the benchmarks")
+            continue
+        figures[name] = value
+        source_of[name] = path
 
 with open(floors_path) as f:
     text = f.read()
@@ -58,9 +116,8 @@ if block is None:
     sys.exit(1)
 
 line_re = re.compile(r"^(\S+)\s*(>=|<=)\s*([-+0-9.eE]+)$")
-failures = []
 checked = 0
-for number, raw in enumerate(block.group(1).splitlines(), start=1):
+for raw in block.group(1).splitlines():
     line = raw.split("#", 1)[0].strip()
     if not line:
         continue
@@ -72,10 +129,13 @@ for number, raw in enumerate(block.group(1).splitlines(), start=1):
     name, op, floor = match.group(1), match.group(2), float(match.group(3))
     checked += 1
     if name not in figures:
-        failures.append(f"{name}: not measured (missing from {json_path}), floor {op} {floor:g}")
+        failures.append(f"{name}: not measured (in no JSON file of {bench_dir}), floor {op} "
+                        f"{floor:g}")
         continue
     value = figures[name]
-    if op == ">=" and value < floor:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        failures.append(f"{name} = {value!r} in {source_of[name]} is not a number")
+    elif op == ">=" and value < floor:
         failures.append(f"{name} = {value:.6g} is below its floor of {floor:g}")
     elif op == "<=" and value > floor:
         failures.append(f"{name} = {value:.6g} is above its ceiling of {floor:g}")
@@ -85,7 +145,7 @@ for number, raw in enumerate(block.group(1).splitlines(), start=1):
 for failure in failures:
     print(f"FAILED {failure}", file=sys.stderr)
 if failures:
-    print(f"bench floors: {len(failures)} of {checked} figures missed the floors in {floors_path}",
+    print(f"bench floors: {len(failures)} problem(s) with the {checked} floors in {floors_path}",
           file=sys.stderr)
     sys.exit(1)
 print(f"bench floors: all {checked} figures meet the floors in {floors_path}")

@@ -78,6 +78,16 @@ pub async fn run(
     tracing::info!(address = %config.http_listen, "local API listening");
 
     let mut tasks = Vec::new();
+    if config.detect.enabled {
+        let setup = crate::detect::engine::EngineSetup::from_config(&config);
+        tasks.push(crate::detect::engine::spawn(
+            setup,
+            store.clone(),
+            keeper.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        ));
+    }
     let mut modbus_handle = None;
     let mqtt_configured = config.mqtt.is_some();
     if let Some(setup) = config.modbus {
@@ -91,12 +101,25 @@ pub async fn run(
         modbus_handle = Some(handle);
         tasks.extend(handles);
     }
+    let intake = config.intake.map(|intake| {
+        let (intake, task) = crate::intake::Intake::spawn(
+            intake,
+            store.clone(),
+            keeper.clone(),
+            metrics.clone(),
+            config.store.path.clone(),
+            cancel.clone(),
+        );
+        tasks.push(task);
+        intake
+    });
     if let Some(mqtt) = config.mqtt {
-        tasks.push(crate::mqtt::spawn(
+        tasks.push(crate::mqtt::spawn_with_intake(
             mqtt,
             store.clone(),
             keeper.clone(),
             metrics.clone(),
+            intake.clone(),
             cancel.clone(),
         ));
     }
@@ -107,6 +130,7 @@ pub async fn run(
         modbus: modbus_handle,
         mqtt_configured,
         write_token: config.write_token,
+        intake,
     };
     let api = tokio::spawn(crate::http::serve(listener, state, cancel.clone()));
     drop(store);

@@ -1,9 +1,10 @@
-//! The local HTTP API: `/metrics`, `/healthz` and writes to writable Modbus points.
+//! The local HTTP API: `/metrics`, `/healthz`, writes to writable Modbus points and tenant
+//! messages from SMS and e-mail bridges.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,13 +29,25 @@ pub struct ApiState {
     /// Whether an `[mqtt]` section is configured; `/healthz` reports no MQTT state otherwise.
     pub mqtt_configured: bool,
     pub write_token: Option<Secret>,
+    /// Tenant message intake; `None` without an `[intake]` section.
+    pub intake: Option<Arc<crate::intake::Intake>>,
 }
 
 pub fn router(state: ApiState) -> Router {
+    // Bodies up to the intake's payload limit are read, so that a larger one is rejected with
+    // 413 at that limit instead of axum's default of 2 MB.
+    let message_limit = state
+        .intake
+        .as_ref()
+        .map_or(64 * 1024, |intake| intake.config().max_payload_bytes());
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/v1/modbus/{device}/{point}", post(write_point))
+        .route(
+            "/v1/messages",
+            post(crate::intake::http::post_message).layer(DefaultBodyLimit::max(message_limit)),
+        )
         .with_state(state)
 }
 
@@ -164,7 +177,7 @@ async fn write_point(
 }
 
 /// Compares without returning early, so that the time taken does not reveal a prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -1,5 +1,7 @@
 //! Prometheus metrics of the gateway, served on `/metrics`.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +20,22 @@ pub struct SourceLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SensorLabel {
+    pub sensor: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabel {
+    pub transport: &'static str,
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,6 +68,26 @@ pub struct Metrics {
     pub modbus_device_online: Family<DeviceLabel, Gauge>,
     pub modbus_writes: Family<DeviceOutcomeLabel, Counter>,
     pub clock_trusted: Gauge,
+    /// Anomaly events opened, by fault kind.
+    pub anomaly_events: Family<KindLabel, Counter>,
+    /// Requests from detectors and health checks that are open now.
+    pub requests_open: Gauge,
+    /// Stored readings the detectors scored.
+    pub detect_readings_scored: Counter,
+    /// Stored readings the detectors passed over: stale, bad, uncertain time or text.
+    pub detect_readings_skipped: Counter,
+    /// Highest `readings.id` the detectors have processed.
+    pub detect_cursor: Gauge,
+    /// Detection steps that failed to read or commit and were retried.
+    pub detect_errors: Counter,
+    /// Seconds until a trend is predicted to cross its limit, per sensor with a forecast.
+    pub forecast_seconds_to_limit: Family<SensorLabel, Gauge<f64, AtomicU64>>,
+    /// Tenant messages committed, by channel.
+    pub messages_received: Family<ChannelLabel, Counter>,
+    /// Tenant messages rejected, by transport and reason.
+    pub messages_rejected: Family<RejectLabel, Counter>,
+    /// Tenant messages not stored because the same message was stored already.
+    pub messages_duplicate: Family<ChannelLabel, Counter>,
 }
 
 impl Metrics {
@@ -72,6 +110,16 @@ impl Metrics {
             modbus_device_online: Family::default(),
             modbus_writes: Family::default(),
             clock_trusted: Gauge::default(),
+            anomaly_events: Family::default(),
+            requests_open: Gauge::default(),
+            detect_readings_scored: Counter::default(),
+            detect_readings_skipped: Counter::default(),
+            detect_cursor: Gauge::default(),
+            detect_errors: Counter::default(),
+            forecast_seconds_to_limit: Family::default(),
+            messages_received: Family::default(),
+            messages_rejected: Family::default(),
+            messages_duplicate: Family::default(),
             registry: Registry::default(),
         };
         for source in Source::ALL {
@@ -151,6 +199,56 @@ impl Metrics {
             "clock_trusted",
             "1 once the wall clock is past the trusted floor",
             metrics.clock_trusted.clone(),
+        );
+        registry.register(
+            "anomaly_events",
+            "Anomaly events opened by detectors and health checks, by fault kind",
+            metrics.anomaly_events.clone(),
+        );
+        registry.register(
+            "requests_open",
+            "Maintenance requests from detectors and health checks that are open",
+            metrics.requests_open.clone(),
+        );
+        registry.register(
+            "detect_readings_scored",
+            "Stored readings scored by the detectors",
+            metrics.detect_readings_scored.clone(),
+        );
+        registry.register(
+            "detect_readings_skipped",
+            "Stored readings not scored because of their quality or type",
+            metrics.detect_readings_skipped.clone(),
+        );
+        registry.register(
+            "detect_cursor",
+            "Highest reading id the detectors have processed",
+            metrics.detect_cursor.clone(),
+        );
+        registry.register(
+            "detect_errors",
+            "Detection steps that failed to read or commit and were retried",
+            metrics.detect_errors.clone(),
+        );
+        registry.register(
+            "forecast_seconds_to_limit",
+            "Seconds until a sensor's trend is predicted to cross its alarm limit",
+            metrics.forecast_seconds_to_limit.clone(),
+        );
+        registry.register(
+            "messages_received",
+            "Tenant messages committed to the store, by channel",
+            metrics.messages_received.clone(),
+        );
+        registry.register(
+            "messages_rejected",
+            "Tenant messages rejected, by transport and reason",
+            metrics.messages_rejected.clone(),
+        );
+        registry.register(
+            "messages_duplicate",
+            "Tenant messages not stored again because they were stored already, by channel",
+            metrics.messages_duplicate.clone(),
         );
         Metrics {
             registry,

@@ -14,7 +14,9 @@ use crate::secret::Secret;
 use crate::store::{Retention, StoreOptions};
 use crate::time::{parse_rfc3339_ms, TimePolicy};
 
-const TOP_LEVEL_KEYS: &[&str] = &["gateway", "store", "time", "log", "http", "mqtt", "modbus"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "gateway", "store", "time", "log", "http", "mqtt", "modbus", "intake", "detect",
+];
 
 /// `[gateway]`: who this gateway is.
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +137,10 @@ pub struct GatewayConfig {
     pub write_token: Option<Secret>,
     pub mqtt: Option<crate::mqtt::MqttConfig>,
     pub modbus: Option<crate::modbus::ModbusSetup>,
+    /// Tenant messages over MQTT and HTTP (`[intake]`).
+    pub intake: Option<crate::intake::IntakeConfig>,
+    /// Detection, alarms and health checks (`[detect]`).
+    pub detect: crate::detect::engine::DetectSettings,
 }
 
 /// Loads and validates the gateway config at `path` and every file it references, returning
@@ -214,6 +220,12 @@ pub fn load(path: &Path) -> Result<GatewayConfig, Diagnostics> {
 
     let mqtt = crate::mqtt::load(&file, &base_dir, &mut diags);
     let modbus = crate::modbus::load(&file, &base_dir, &mut diags);
+    let detect =
+        crate::detect::engine::load_settings(&file, &base_dir, modbus.as_ref(), &mut diags);
+    let subscriptions = mqtt
+        .as_ref()
+        .map_or(&[][..], |mqtt| &mqtt.subscriptions[..]);
+    let intake = crate::intake::load(&file, file.get("mqtt").is_some(), subscriptions, &mut diags);
     if file.get("mqtt").is_none() && file.get("modbus").is_none() {
         file.report(
             &mut diags,
@@ -234,6 +246,8 @@ pub fn load(path: &Path) -> Result<GatewayConfig, Diagnostics> {
             write_token: http.write_token,
             mqtt,
             modbus,
+            intake,
+            detect,
         }),
         _ => {
             diags.sort();

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod forecast;
 pub mod multivariate;
 pub mod replay;
+pub mod request;
 pub mod stream;
 pub mod train;
 

@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use super::multivariate::{self, AssetModel};
-use super::{stream, RowOutput};
+use super::stream::{self, StreamConfig};
+use super::RowOutput;
 
 /// Arguments of `caretaker detect`.
 #[derive(Debug, clap::Args)]
@@ -32,7 +33,8 @@ pub struct DetectArgs {
     /// Rows at the start that the detectors may learn from; they are never flagged.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub warmup_rows: usize,
-    /// Gateway config whose detector settings apply (defaults otherwise).
+    /// Gateway config whose detector settings apply to a single-feature series: the limits of the
+    /// Modbus point named like the feature column and the `[detect]` missing-data rule.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
 }
@@ -226,15 +228,25 @@ pub fn main(args: DetectArgs) -> ExitCode {
 }
 
 fn detect(args: &DetectArgs) -> anyhow::Result<()> {
-    if let Some(config) = &args.config {
-        if let Err(diags) = crate::config::load(config) {
-            eprintln!("{diags}");
-            bail!("{} problem(s) in {}", diags.len(), config.display());
-        }
-    }
+    let config = match &args.config {
+        Some(path) => match crate::config::load(path) {
+            Ok(config) => Some(config),
+            Err(diags) => {
+                eprintln!("{diags}");
+                bail!("{} problem(s) in {}", diags.len(), path.display());
+            }
+        },
+        None => None,
+    };
     let series = read_series(&args.input)?;
     let model = args.model.as_deref().map(AssetModel::load).transpose()?;
-    let outputs = detect_series(&series, args.warmup_rows, model.as_ref())?;
+    let outputs = match (&config, &model) {
+        (Some(config), None) if series.features.len() == 1 => {
+            let stream_config = stream_config_for(config, &series.features[0]);
+            stream::score_series_with(&series, args.warmup_rows, stream_config)
+        }
+        _ => detect_series(&series, args.warmup_rows, model.as_ref())?,
+    };
     let output_name = args.output.display().to_string();
     if args.output == Path::new("-") {
         write_outputs(io::stdout().lock(), &series, &outputs)
@@ -243,6 +255,29 @@ fn detect(args: &DetectArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create the output {output_name}"))?;
         write_outputs(BufWriter::new(file), &series, &outputs)
             .with_context(|| format!("cannot write the output {output_name}"))
+    }
+}
+
+/// The streaming settings that `run` would use for a sensor named `feature`: the physical
+/// limits of the Modbus point of that name (the first device map that has one) and the
+/// `[detect]` missing-data rule.
+pub fn stream_config_for(config: &crate::config::GatewayConfig, feature: &str) -> StreamConfig {
+    let point = config
+        .modbus
+        .iter()
+        .flat_map(|setup| &setup.devices)
+        .find_map(|device| {
+            device
+                .map
+                .points
+                .iter()
+                .find(|point| point.name == feature || point.metric == feature)
+        });
+    StreamConfig {
+        min: point.and_then(|point| point.min),
+        max: point.and_then(|point| point.max),
+        missing_intervals: config.detect.missing_intervals,
+        ..StreamConfig::default()
     }
 }
 
@@ -294,5 +329,16 @@ mod tests {
             text,
             "timestamp,anomaly_score,is_anomaly,changepoint\n\"a,b\",0.250000,0,1\n"
         );
+    }
+
+    #[test]
+    fn config_supplies_the_limits_of_the_point_named_like_the_feature() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/gateway.toml");
+        let config = crate::config::load(&path).unwrap();
+        let known = stream_config_for(&config, "bearing_temperature_drive_end");
+        assert_eq!((known.min, known.max), (Some(-20.0), Some(120.0)));
+        assert_eq!(known.missing_intervals, config.detect.missing_intervals);
+        let unknown = stream_config_for(&config, "value");
+        assert_eq!((unknown.min, unknown.max), (None, None));
     }
 }

@@ -155,6 +155,11 @@ pub struct Point {
     /// Highest plausible value, for the anomaly detectors; readings outside are still stored.
     /// A write above it is rejected.
     pub max: Option<f64>,
+    /// Alarm limit above which the asset needs maintenance, such as a bearing temperature.
+    /// Trend forecasts predict when a reading will cross it.
+    pub alarm_high: Option<f64>,
+    /// Alarm limit below which the asset needs maintenance, such as a suction pressure.
+    pub alarm_low: Option<f64>,
     pub writable: bool,
 }
 
@@ -220,6 +225,8 @@ struct RawPoint {
     offset: Option<f64>,
     min: Option<f64>,
     max: Option<f64>,
+    alarm_high: Option<f64>,
+    alarm_low: Option<f64>,
     #[serde(default)]
     writable: bool,
 }
@@ -397,6 +404,8 @@ fn check_point(raw: RawPoint, checker: &mut PointChecker<'_>) -> Option<Point> {
         encoding,
         min: raw.min,
         max: raw.max,
+        alarm_high: raw.alarm_high,
+        alarm_low: raw.alarm_low,
         writable: raw.writable,
     })
 }
@@ -583,6 +592,45 @@ fn check_range(raw: &RawPoint, value_type: ValueType, checker: &mut PointChecker
     if let (Some(min), Some(max)) = (raw.min, raw.max) {
         if min > max {
             checker.report("max", format!("max {max} is below min {min}"));
+        }
+    }
+    check_alarm_limits(raw, value_type, checker);
+}
+
+/// Alarm limits must be finite numbers of a numeric point, with the low one below the high
+/// one. A limit outside `min`/`max` is allowed but can never be reached, so it is reported.
+fn check_alarm_limits(raw: &RawPoint, value_type: ValueType, checker: &mut PointChecker<'_>) {
+    for (key, value) in [("alarm_high", raw.alarm_high), ("alarm_low", raw.alarm_low)] {
+        let Some(value) = value else { continue };
+        if !value_type.is_scalable() {
+            checker.report(
+                key,
+                format!("{key} does not apply to type {}", value_type.name()),
+            );
+            continue;
+        }
+        if !value.is_finite() {
+            checker.report(key, format!("{key} {value} must be a finite number"));
+            continue;
+        }
+        let outside =
+            raw.min.is_some_and(|min| value < min) || raw.max.is_some_and(|max| value > max);
+        if outside {
+            checker.report(
+                key,
+                format!(
+                    "{key} {value} is outside the plausible range min..max, so no reading can \
+                     reach it; lower it or widen the range"
+                ),
+            );
+        }
+    }
+    if let (Some(low), Some(high)) = (raw.alarm_low, raw.alarm_high) {
+        if low >= high {
+            checker.report(
+                "alarm_high",
+                format!("alarm_high {high} must be above alarm_low {low}"),
+            );
         }
     }
 }
@@ -956,6 +1004,63 @@ scale = 0
                 "energy-meter"
             ]
         );
+    }
+
+    #[test]
+    fn alarm_limits_are_checked() {
+        let text = format!(
+            "{HEADER}
+[[point]]
+name = \"temp\"
+metric = \"temp\"
+unit = \"degC\"
+reference = \"30001\"
+type = \"i16\"
+min = 0.0
+max = 120.0
+alarm_high = 90.0
+alarm_low = 5.0
+
+[[point]]
+name = \"hot\"
+metric = \"hot\"
+unit = \"degC\"
+reference = \"30002\"
+type = \"i16\"
+max = 100.0
+alarm_high = 150.0
+alarm_low = 160.0
+
+[[point]]
+name = \"run\"
+metric = \"run\"
+unit = \"1\"
+reference = \"10001\"
+type = \"bool\"
+alarm_high = 1.0
+"
+        );
+        let (map, problems) = parse(&text);
+        assert!(map.is_none());
+        let joined = problems.join("\n");
+        assert!(
+            joined.contains("point[1].alarm_high: alarm_high 150 is outside the plausible range"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("point[1].alarm_high: alarm_high 150 must be above alarm_low 160"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("point[2].alarm_high: alarm_high does not apply to type bool"),
+            "{joined}"
+        );
+        assert!(!joined.contains("point[0]"), "{joined}");
+        let (map, problems) = parse(&text[..text.find("[[point]]\nname = \"hot\"").unwrap()]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let point = map.unwrap().points.remove(0);
+        assert_eq!(point.alarm_high, Some(90.0));
+        assert_eq!(point.alarm_low, Some(5.0));
     }
 
     #[test]

@@ -100,6 +100,8 @@ mod tests {
             encoding: Encoding::new(value_type, WordOrder::ABCD),
             min: None,
             max: None,
+            alarm_high: None,
+            alarm_low: None,
             writable: false,
         }
     }

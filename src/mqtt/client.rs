@@ -29,6 +29,7 @@ use super::connection::PayloadLog;
 use super::ingest::{Ingest, Outcome};
 use super::receiver::Receiver;
 use super::tls::{self, TlsError};
+use crate::intake::{Intake, MqttOutcome, Untriaged};
 use crate::metrics::Metrics;
 use crate::store::{Batch, Pending, StoreHandle};
 use crate::time::TimeKeeper;
@@ -55,7 +56,21 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(config, store, keeper, metrics, cancel))
+    spawn_with_intake(config, store, keeper, metrics, None, cancel)
+}
+
+/// Starts MQTT ingest like [`spawn`], and with `intake` also subscribes to the tenant message
+/// topic and hands its messages to the intake. Messages and readings share the batches, so a
+/// message is acknowledged after its commit like a reading.
+pub fn spawn_with_intake(
+    config: MqttConfig,
+    store: StoreHandle,
+    keeper: Arc<TimeKeeper>,
+    metrics: Arc<Metrics>,
+    intake: Option<Arc<Intake>>,
+    cancel: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(run(config, store, keeper, metrics, intake, cancel))
 }
 
 /// One message on its way to the batcher, with the connection it arrived on.
@@ -76,6 +91,8 @@ struct AckToken {
 struct Ticket {
     pending: Pending,
     acks: Vec<AckToken>,
+    /// Tenant messages of the batch, for triage after the commit.
+    messages: Vec<Untriaged>,
 }
 
 /// Numbers the connections, so that acknowledgements from an earlier one are dropped.
@@ -124,6 +141,7 @@ async fn run(
     store: StoreHandle,
     keeper: Arc<TimeKeeper>,
     metrics: Arc<Metrics>,
+    intake: Option<Arc<Intake>>,
     cancel: CancellationToken,
 ) {
     let options = match connection_options(&config) {
@@ -145,16 +163,25 @@ async fn run(
         delivery_rx,
         ticket_tx,
         Ingest::new(&config),
+        intake.clone(),
         store,
         keeper,
     ));
-    let acker = tokio::spawn(ack_committed(ticket_rx, client.clone(), gate.clone()));
+    let acker = tokio::spawn(ack_committed(
+        ticket_rx,
+        client.clone(),
+        gate.clone(),
+        intake.clone(),
+    ));
 
-    let filters = config
+    let mut filters: Vec<SubscribeFilter> = config
         .subscriptions
         .iter()
         .map(|s| SubscribeFilter::new(s.filter.clone(), qos(s.qos)))
         .collect();
+    if let Some(filter) = intake.as_ref().and_then(|intake| intake.mqtt_filter()) {
+        filters.push(SubscribeFilter::new(filter, QoS::AtLeastOnce));
+    }
     let mut receiver = Receiver::new(&config, filters, client, gate, delivery_tx, metrics.clone());
     let drained = async move {
         let _ = batcher.await;
@@ -199,6 +226,7 @@ async fn batch_deliveries(
     mut deliveries: mpsc::Receiver<Delivery>,
     tickets: mpsc::Sender<Ticket>,
     ingest: Ingest,
+    intake: Option<Arc<Intake>>,
     store: StoreHandle,
     keeper: Arc<TimeKeeper>,
 ) {
@@ -207,12 +235,37 @@ async fn batch_deliveries(
     while deliveries.recv_many(&mut ready, MAX_BATCH_MESSAGES).await > 0 {
         let mut batch = Batch::default();
         let mut acks = Vec::new();
+        let mut messages = Vec::new();
         for Delivery {
             publish,
             connection,
         } in ready.drain(..)
         {
             let received = keeper.receive_time();
+            let message = intake.as_ref().and_then(|intake| {
+                // A retained message is replayed on every new subscription, so it counts as a
+                // redelivery for the duplicate check, like one with the DUP flag.
+                intake.mqtt_message(
+                    &publish.topic,
+                    &publish.payload,
+                    publish.dup || publish.retain,
+                    received,
+                    &mut batch,
+                )
+            });
+            if let Some(outcome) = message {
+                if let MqttOutcome::Accepted(untriaged) = outcome {
+                    messages.push(untriaged);
+                }
+                if publish.qos != QoS::AtMostOnce {
+                    acks.push(AckToken {
+                        qos: publish.qos,
+                        pkid: publish.pkid,
+                        connection,
+                    });
+                }
+                continue;
+            }
             let outcome = ingest.message(
                 &publish.topic,
                 &publish.payload,
@@ -245,7 +298,12 @@ async fn batch_deliveries(
                 return;
             }
         };
-        if tickets.send(Ticket { pending, acks }).await.is_err() {
+        let ticket = Ticket {
+            pending,
+            acks,
+            messages,
+        };
+        if tickets.send(ticket).await.is_err() {
             return;
         }
     }
@@ -256,10 +314,16 @@ async fn ack_committed(
     mut tickets: mpsc::Receiver<Ticket>,
     client: AsyncClient,
     gate: Arc<AckGate>,
+    intake: Option<Arc<Intake>>,
 ) {
     while let Some(ticket) = tickets.recv().await {
         match ticket.pending.await {
-            Ok(_) => gate.ack(&client, &ticket.acks),
+            Ok(_) => {
+                gate.ack(&client, &ticket.acks);
+                if let Some(intake) = &intake {
+                    intake.committed(ticket.messages);
+                }
+            }
             Err(err) => {
                 tracing::error!(
                     error = %err,

@@ -15,7 +15,7 @@ mod receiver;
 pub mod tls;
 mod topic;
 
-pub use client::spawn;
+pub use client::{spawn, spawn_with_intake};
 pub use config::{load, MqttConfig, RetainedPolicy, Subscription, TlsFiles};
 pub use ingest::{Ingest, Outcome};
 pub use topic::{filter_matches, validate_filter, Template};

@@ -8,8 +8,10 @@
 //! Tables (see [`schema`]): `sensors`, `readings` (deduplicated on sensor and source
 //! timestamp), `rollup_minute`, `rollup_hour`, `quarantine`, `audit` (append-only),
 //! `evictions`, `meta`, and the view `readings_view` that joins readings with their sensor.
+//! `messages` holds tenant messages and their triage ([`messages`] has its duplicate rule).
 
 mod maintenance;
+mod messages;
 pub mod schema;
 mod writer;
 
@@ -262,9 +264,57 @@ pub struct Batch {
     pub readings: Vec<Reading>,
     pub quarantine: Vec<QuarantineEntry>,
     pub audit: Vec<AuditRecord>,
+    /// Tenant messages to store, triage or purge.
+    pub messages: Vec<crate::intake::MessageOp>,
 }
 
-/// Counts of a committed batch.
+/// An anomaly event as the detectors open it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    /// The condition: at most one open event per key.
+    pub alarm_key: String,
+    pub asset: String,
+    pub sensors: Vec<String>,
+    /// `stream`, `multivariate`, `forecast` or `health`.
+    pub detector: String,
+    pub fault_kind: String,
+    pub score: f64,
+    pub threshold: f64,
+    /// Contributing sensors with their values, as a JSON array.
+    pub contributions: serde_json::Value,
+    pub opened_ms: i64,
+}
+
+/// A change to anomaly events and requests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DetectOp {
+    /// Opens an event and, when given, the request raised with it. A key that already has an
+    /// open event or request is left as it is, so that replaying an op after a crash is
+    /// harmless.
+    Open {
+        event: EventRow,
+        request: Option<Box<crate::detect::request::MaintenanceRequest>>,
+    },
+    /// Closes the open event and request of `alarm_key`, if any.
+    Close { alarm_key: String, closed_ms: i64 },
+}
+
+/// The rows one detection step commits in one transaction: its events and requests, their
+/// audit records and the id of the last reading it has seen, so that a restart resumes after
+/// it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DetectWrite {
+    /// Highest `readings.id` processed; stored in `meta` under [`DETECT_CURSOR_KEY`].
+    pub cursor: Option<i64>,
+    pub ops: Vec<DetectOp>,
+    pub audit: Vec<AuditRecord>,
+}
+
+/// The `meta` key of the detection cursor.
+pub const DETECT_CURSOR_KEY: &str = "detect_cursor";
+
+/// Counts of a committed batch: readings, and tenant messages, stored or skipped as
+/// duplicates.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Committed {
     pub stored: usize,
@@ -290,6 +340,7 @@ pub enum StoreError {
 
 pub(crate) struct Job {
     pub(crate) batch: Batch,
+    pub(crate) detect: Option<DetectWrite>,
     pub(crate) queued: std::time::Instant,
     pub(crate) done: oneshot::Sender<Result<Committed, String>>,
 }
@@ -323,6 +374,7 @@ impl StoreHandle {
         let (done, rx) = oneshot::channel();
         let job = Job {
             batch,
+            detect: None,
             queued: std::time::Instant::now(),
             done,
         };
@@ -338,6 +390,20 @@ impl StoreHandle {
     /// Queues a batch and waits for its commit.
     pub async fn write(&self, batch: Batch) -> Result<Committed, StoreError> {
         self.submit(batch).await?.await
+    }
+
+    /// Commits a detection step (events, requests, audit and cursor) in one transaction and
+    /// waits for it.
+    pub async fn write_detect(&self, write: DetectWrite) -> Result<(), StoreError> {
+        let (done, rx) = oneshot::channel();
+        let job = Job {
+            batch: Batch::default(),
+            detect: Some(write),
+            queued: std::time::Instant::now(),
+            done,
+        };
+        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
+        Pending { rx }.await.map(|_| ())
     }
 }
 

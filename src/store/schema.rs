@@ -98,6 +98,92 @@ const MIGRATIONS: &[&str] = &[
            r.source_ts_ms, r.receive_ts_ms, r.detail
     FROM readings r JOIN sensors s ON s.id = r.sensor;
     ",
+    // 2: anomaly events and the maintenance requests that detection and health checks raise.
+    "
+    -- One row per alarm episode: opened when a detector's score stays above its threshold,
+    -- closed when it falls below the clear level. alarm_key names the condition (asset,
+    -- detector, fault kind and sensor), so that one condition has at most one open event.
+    -- sensors is a JSON array of sensor ids; contributions is a JSON array of objects with
+    -- sensor, value and contribution.
+    CREATE TABLE anomaly_events (
+        id INTEGER PRIMARY KEY,
+        alarm_key TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        sensors TEXT NOT NULL,
+        detector TEXT NOT NULL,
+        fault_kind TEXT NOT NULL,
+        score REAL NOT NULL,
+        threshold REAL NOT NULL,
+        contributions TEXT NOT NULL,
+        opened_ms INTEGER NOT NULL,
+        closed_ms INTEGER
+    );
+    CREATE UNIQUE INDEX anomaly_events_open ON anomaly_events(alarm_key)
+        WHERE closed_ms IS NULL;
+    CREATE INDEX anomaly_events_asset ON anomaly_events(asset, opened_ms);
+
+    -- Structured requests that enter triage: from detectors (source 'detector' or
+    -- 'forecast') and from the gateway's own health (source 'health').
+    -- state: 'open' or 'closed'. At most one open request per alarm_key.
+    CREATE TABLE requests (
+        id INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL UNIQUE,
+        alarm_key TEXT NOT NULL,
+        event INTEGER REFERENCES anomaly_events(id),
+        source TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        fault_kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        category TEXT NOT NULL,
+        urgency TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        forecast_ms INTEGER,
+        forecast_uncertainty_ms INTEGER,
+        explanation TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+        opened_ms INTEGER NOT NULL,
+        closed_ms INTEGER
+    );
+    CREATE UNIQUE INDEX requests_open ON requests(alarm_key) WHERE state = 'open';
+    CREATE INDEX requests_state ON requests(state, opened_ms);
+    ",
+    // 3: tenant messages from MQTT and HTTP, with their triage.
+    "
+    -- id is a ULID assigned by the gateway. received_ts_ms is the gateway's receive time and
+    -- sent_ts_ms the payload's received_at, when given. uncertain_run is the run whose wall
+    -- clock was not trusted on receipt, as for readings; received_ts_ms is re-based when
+    -- that run's clock steps past the floor.
+    -- state: 'received' until the classifier's verdict is written, then 'triaged'.
+    -- pii is a JSON array of kinds, explanation a JSON object.
+    CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        received_ts_ms INTEGER NOT NULL,
+        uncertain_run INTEGER,
+        sent_ts_ms INTEGER,
+        transport TEXT NOT NULL,
+        bridge TEXT,
+        channel TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        unit TEXT,
+        text TEXT NOT NULL,
+        language TEXT,
+        intent TEXT,
+        category TEXT,
+        urgency TEXT,
+        needs_human INTEGER,
+        stated_unit TEXT,
+        pii TEXT,
+        confidence REAL,
+        explanation TEXT,
+        state TEXT NOT NULL CHECK (state IN ('received', 'triaged')),
+        triaged_ts_ms INTEGER
+    ) WITHOUT ROWID;
+    -- Duplicate checks look a message up by sender and received_at.
+    CREATE INDEX messages_sender ON messages(sender, sent_ts_ms);
+    CREATE INDEX messages_received ON messages(received_ts_ms);
+    CREATE INDEX messages_untriaged ON messages(id) WHERE state = 'received';
+    ",
 ];
 
 /// Brings the schema up to date, one transaction per migration.

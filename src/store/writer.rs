@@ -15,7 +15,7 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBeha
 use tokio::sync::mpsc;
 
 use super::maintenance;
-use super::{Committed, Job, StoreOptions};
+use super::{Committed, DetectOp, DetectWrite, Job, StoreOptions, DETECT_CURSOR_KEY};
 use crate::logging::RateLimit;
 use crate::metrics::Metrics;
 use crate::reading::{Quality, Reading, Value};
@@ -242,6 +242,7 @@ impl Writer {
         let mut new_sensors: HashMap<String, SensorRow> = HashMap::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut counts: HashMap<(&'static str, u8), u64> = HashMap::new();
+        let mut message_counts = super::messages::MessageCounts::default();
 
         let tx = self
             .conn
@@ -309,6 +310,16 @@ impl Writer {
                         record.detail.to_string(),
                     ])?;
                 }
+                if let Some(write) = &job.detect {
+                    write_detect(&tx, write)?;
+                }
+                super::messages::apply(
+                    &tx,
+                    &job.batch.messages,
+                    self.run_id,
+                    &mut committed,
+                    &mut message_counts,
+                )?;
                 outcomes.push(committed);
             }
         }
@@ -316,6 +327,7 @@ impl Writer {
 
         self.pending_rebase_ms = None;
         self.sensors.extend(new_sensors);
+        message_counts.publish(&self.metrics);
         for ((source, kind), count) in counts {
             let label = crate::metrics::SourceLabel { source };
             let family = match kind {
@@ -438,6 +450,106 @@ fn rebase(
             shift_ms = shift,
             "re-based readings stamped before the clock was set"
         );
+    }
+    super::messages::rebase(tx, run_id, shift)?;
+    Ok(())
+}
+
+/// Applies a detection step inside the batch's transaction. Opening a key that is already
+/// open inserts nothing, because the partial unique indexes reject the row and `OR IGNORE`
+/// skips it. A step replayed after a crash therefore leaves one open event and request.
+fn write_detect(tx: &rusqlite::Transaction<'_>, write: &DetectWrite) -> rusqlite::Result<()> {
+    for op in &write.ops {
+        match op {
+            DetectOp::Open { event, request } => {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO anomaly_events
+                     (alarm_key, asset, sensors, detector, fault_kind, score, threshold,
+                      contributions, opened_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    event.alarm_key,
+                    event.asset,
+                    serde_json::Value::from(event.sensors.clone()).to_string(),
+                    event.detector,
+                    event.fault_kind,
+                    event.score,
+                    event.threshold,
+                    event.contributions.to_string(),
+                    event.opened_ms,
+                ])?;
+                let Some(request) = request else { continue };
+                let event_id: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT id FROM anomaly_events WHERE alarm_key = ?1 AND closed_ms IS NULL",
+                    )?
+                    .query_row([&event.alarm_key], |row| row.get(0))
+                    .optional()?;
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO requests
+                     (request_id, alarm_key, event, source, asset, fault_kind, severity,
+                      category, urgency, audience, summary, forecast_ms,
+                      forecast_uncertainty_ms, explanation, state, opened_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                             'open', ?15)",
+                )?
+                .execute(params![
+                    request.request_id,
+                    request.alarm_key,
+                    event_id,
+                    request.source.as_str(),
+                    request.asset,
+                    request.fault_kind,
+                    request.severity.as_str(),
+                    request.category,
+                    request.urgency.as_str(),
+                    request.audience.as_str(),
+                    request.summary,
+                    request.forecast.map(|f| f.crossing_ms),
+                    request.forecast.map(|f| f.uncertainty_ms),
+                    request.explanation.to_string(),
+                    request.opened_ms,
+                ])?;
+            }
+            DetectOp::Close {
+                alarm_key,
+                closed_ms,
+            } => {
+                tx.prepare_cached(
+                    "UPDATE anomaly_events SET closed_ms = ?2
+                     WHERE alarm_key = ?1 AND closed_ms IS NULL",
+                )?
+                .execute(params![alarm_key, closed_ms])?;
+                tx.prepare_cached(
+                    "UPDATE requests SET state = 'closed', closed_ms = ?2
+                     WHERE alarm_key = ?1 AND state = 'open'",
+                )?
+                .execute(params![alarm_key, closed_ms])?;
+            }
+        }
+    }
+    if !write.audit.is_empty() {
+        let mut insert_audit = tx.prepare_cached(
+            "INSERT INTO audit (ts_ms, actor, action, subject, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for record in &write.audit {
+            insert_audit.execute(params![
+                record.ts_ms,
+                record.actor,
+                record.action,
+                record.subject,
+                record.detail.to_string(),
+            ])?;
+        }
+    }
+    if let Some(cursor) = write.cursor {
+        tx.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+        )?
+        .execute(params![DETECT_CURSOR_KEY, cursor])?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 """A Modbus device for the integration tests, served by pymodbus (see requirements.txt).
 
 Usage:
-    pymodbus_device.py --config DEVICES.json --tcp PORT
+    pymodbus_device.py --config DEVICES.json --tcp PORT [--drift [UNIT:]ADDR:STEP ...]
     pymodbus_device.py --config DEVICES.json --serial PATH
 
 DEVICES.json lists the units and their registers:
@@ -26,6 +26,11 @@ prints one JSON line for each:
         -> {"ok": true}
     {"op": "silence", "unit": 5, "silent": false}
         -> {"ok": true}
+
+--drift makes input register ADDR of UNIT (default 1) rise by STEP raw counts per second,
+starting from its configured value, like a bearing that heats up. STEP may be a fraction or
+negative; the register is updated five times a second, rounded to whole counts and wrapped
+to 16 bits. The option may be repeated.
 
 It exits when stdin closes.
 """
@@ -72,6 +77,40 @@ def build_devices(config):
         )
         devices.append(SimDevice(id=unit["id"], simdata=simdata))
     return devices
+
+
+# Seconds between updates of a drifting register.
+DRIFT_PERIOD = 0.2
+
+
+def parse_drift(text):
+    """Parses [UNIT:]ADDR:STEP into (unit, address, step per second)."""
+    parts = text.split(":")
+    if len(parts) == 2:
+        parts.insert(0, "1")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"invalid drift {text!r}; expected [UNIT:]ADDR:STEP such as 8:5")
+    try:
+        return int(parts[0]), int(parts[1]), float(parts[2])
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"invalid drift {text!r}: {error}") from error
+
+
+async def drift(device, unit, address, step):
+    """Raises an input register by `step` counts per second from its value at start."""
+    context = device.server.context
+    code = READ_CODES["input"]
+    start = await context.async_getValues(unit, code, address, 1)
+    if not isinstance(start, list):
+        print(f"drift: cannot read unit {unit} input register {address}: {start}", file=sys.stderr, flush=True)
+        return
+    base = int(start[0])
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    while True:
+        await asyncio.sleep(DRIFT_PERIOD)
+        value = round(base + step * (loop.time() - began)) & 0xFFFF
+        await context.async_setValues(unit, code, address, [value])
 
 
 class Device:
@@ -121,6 +160,7 @@ async def main():
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--tcp", type=int)
     where.add_argument("--serial")
+    parser.add_argument("--drift", type=parse_drift, action="append", default=[])
     args = parser.parse_args()
 
     with open(args.config, encoding="utf-8") as handle:
@@ -142,6 +182,7 @@ async def main():
             trace_packet=device.trace_packet,
         )
     await device.server.serve_forever(background=True)
+    drifts = [asyncio.create_task(drift(device, *spec)) for spec in args.drift]
     print("READY", flush=True)
 
     loop = asyncio.get_running_loop()
@@ -154,6 +195,8 @@ async def main():
         except Exception as error:  # pylint: disable=broad-except
             reply = {"ok": False, "error": repr(error)}
         print(json.dumps(reply), flush=True)
+    for task in drifts:
+        task.cancel()
     await device.server.shutdown()
 
 

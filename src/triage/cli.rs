@@ -1,0 +1,244 @@
+//! `caretaker triage` and `caretaker train-triage`.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde_json::{json, Map, Value};
+
+use super::score::Record;
+use super::train::{self, CardFacts, TrainOptions};
+use super::{Classifier, Triage};
+
+/// Arguments of `caretaker triage`.
+#[derive(Debug, clap::Args)]
+pub struct TriageArgs {
+    /// JSON lines `{"id": …, "text": …}` to classify; standard input when absent.
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Output file for one JSON line per input line; standard output when absent.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// A model file written by `caretaker train-triage`, in place of the built-in model.
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+}
+
+/// Arguments of `caretaker train-triage`.
+#[derive(Debug, clap::Args)]
+pub struct TrainTriageArgs {
+    /// Folder of labelled JSON-lines files (`*.jsonl`), each line
+    /// `{"id", "split": "train"|"test", "text", "labels": {…}}`.
+    #[arg(long, value_name = "DIR", default_value = "corpus/triage")]
+    pub corpus: PathBuf,
+    /// Output path of the model. Its card goes beside it with the extension `.md`.
+    #[arg(long, value_name = "PATH", default_value = "models/triage.json")]
+    pub out: PathBuf,
+    /// Number of cross-validation folds on the train split; 0 skips cross-validation.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// L2 penalty of the logistic regressions (on the log-loss summed over messages).
+    #[arg(long, default_value_t = TrainOptions::default().alpha)]
+    pub alpha: f32,
+    /// Maximum L-BFGS iterations per head.
+    #[arg(long, default_value_t = TrainOptions::default().max_iterations)]
+    pub max_iterations: u64,
+    /// Share of the log class prior removed from the intent head's intercepts (0 keeps the
+    /// fitted intercepts).
+    #[arg(long, default_value_t = TrainOptions::default().intent_prior_correction)]
+    pub intent_prior_correction: f32,
+    /// Maximum number of hashed feature columns that get weights.
+    #[arg(long, default_value_t = TrainOptions::default().max_columns)]
+    pub max_columns: usize,
+}
+
+/// Runs `caretaker triage`.
+pub fn main(args: TriageArgs) -> ExitCode {
+    match run_triage(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_triage(args: &TriageArgs) -> anyhow::Result<()> {
+    let classifier = match &args.model {
+        Some(path) => Classifier::from_path(path)?,
+        None => Classifier::builtin().context(
+            "the built-in triage model is invalid; rebuild with a model from \
+             `caretaker train-triage`",
+        )?,
+    };
+    let input: Box<dyn Read> = match &args.input {
+        Some(path) => Box::new(
+            std::fs::File::open(path)
+                .with_context(|| format!("failed to open input {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let output: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("failed to create output {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut output = BufWriter::new(output);
+    let lines = BufReader::new(input).split(b'\n');
+    let mut number = 0usize;
+    for line in lines {
+        number += 1;
+        let line = line.with_context(|| format!("failed to read input line {number}"))?;
+        let answer = answer_line(&classifier, &line, number);
+        serde_json::to_writer(&mut output, &answer).context("failed to write output")?;
+        output.write_all(b"\n").context("failed to write output")?;
+    }
+    output.flush().context("failed to write output")?;
+    Ok(())
+}
+
+/// Classifies one input line, or describes why it cannot be classified.
+fn answer_line(classifier: &Classifier, line: &[u8], number: usize) -> Value {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let expected = "expected a JSON object {\"id\": …, \"text\": …}";
+    let Ok(line) = std::str::from_utf8(line) else {
+        return json!({"error": format!("line {number} is not valid UTF-8; {expected}")});
+    };
+    let value: Value = match serde_json::from_str(line) {
+        Ok(value) => value,
+        Err(e) => {
+            return json!({"error": format!("line {number} is not valid JSON ({e}); {expected}")})
+        }
+    };
+    let Value::Object(object) = value else {
+        return json!({"error": format!("line {number} is not a JSON object; {expected}")});
+    };
+    let id = object.get("id").cloned();
+    let mut out = Map::new();
+    if let Some(id) = &id {
+        out.insert("id".into(), id.clone());
+    }
+    match object.get("text") {
+        Some(Value::String(text)) => {
+            let triage = classifier.classify(text);
+            append_triage(&mut out, triage);
+        }
+        Some(other) => {
+            let kind = match other {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::Array(_) => "an array",
+                _ => "an object",
+            };
+            out.insert(
+                "error".into(),
+                json!(format!(
+                    "line {number}: \"text\" is {kind}; expected a string"
+                )),
+            );
+        }
+        None => {
+            out.insert(
+                "error".into(),
+                json!(format!("line {number} has no \"text\" field")),
+            );
+        }
+    }
+    Value::Object(out)
+}
+
+fn append_triage(out: &mut Map<String, Value>, triage: Triage) {
+    if let Ok(Value::Object(fields)) = serde_json::to_value(triage) {
+        out.extend(fields);
+    }
+}
+
+/// Runs `caretaker train-triage`.
+pub fn train_main(args: TrainTriageArgs) -> ExitCode {
+    match run_train(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_train(args: &TrainTriageArgs) -> anyhow::Result<()> {
+    let options = TrainOptions {
+        alpha: args.alpha,
+        max_iterations: args.max_iterations,
+        max_columns: args.max_columns,
+        folds: args.folds,
+        intent_prior_correction: args.intent_prior_correction,
+        ..TrainOptions::default()
+    };
+    let records = train::load_corpus(&args.corpus)?;
+    let train_split: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.split.as_deref() != Some("test"))
+        .collect();
+    let test_split: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.split.as_deref() == Some("test"))
+        .collect();
+    eprintln!(
+        "train-triage: {} train and {} test messages from {}",
+        train_split.len(),
+        test_split.len(),
+        args.corpus.display()
+    );
+
+    let cv_scores = if args.folds >= 2 {
+        let predictions = train::cross_validate(&train_split, &options)?;
+        let gold: Vec<_> = train_split.iter().map(|r| &r.labels).collect();
+        let refs: Vec<&Triage> = predictions.iter().collect();
+        super::score::score(&gold, &refs)
+    } else {
+        super::score::Scores::default()
+    };
+
+    let model_file = train::train(&train_split, &options)?;
+    let json = serde_json::to_string(&model_file).context("failed to serialise the model")?;
+    let classifier = Classifier::from_model(super::Model::from_file(model_file.clone())?);
+    let (test_scores, _) = train::evaluate(&classifier, &test_split);
+
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("failed to create {}", parent.display()))?;
+    }
+    std::fs::write(&args.out, &json)
+        .with_context(|| format!("failed to write model {}", args.out.display()))?;
+    let card_path = args.out.with_extension("md");
+    let card = train::card(&CardFacts {
+        model: &model_file,
+        options: &options,
+        corpus_dir: &args.corpus,
+        train: &train_split,
+        test: &test_split,
+        test_scores: &test_scores,
+        cv_scores: &cv_scores,
+        model_bytes: json.len(),
+    });
+    std::fs::write(&card_path, card)
+        .with_context(|| format!("failed to write model card {}", card_path.display()))?;
+    eprintln!(
+        "train-triage: wrote {} ({} bytes) and {}",
+        args.out.display(),
+        json.len(),
+        card_path.display()
+    );
+    eprintln!(
+        "train-triage: test intent macro-F1 {:.3}, emergency recall {:.3}; \
+         cross-validation intent macro-F1 {:.3}, emergency recall {:.3}",
+        test_scores.intent_macro_f1,
+        test_scores.emergency_recall,
+        cv_scores.intent_macro_f1,
+        cv_scores.emergency_recall
+    );
+    Ok(())
+}

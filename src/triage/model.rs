@@ -1,0 +1,278 @@
+//! The triage model: one multinomial logistic regression per label ("head") over the hashed
+//! features of [`super::text`], stored as JSON.
+//!
+//! Only the hash buckets that occur in the training corpus get a row of weights, so the file
+//! contains `columns.len() × classes` numbers per head instead of `2^HASH_BITS × classes`.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::text::{self, Feature};
+
+/// Version of the file layout; a model with another version is rejected on load.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A trained triage model as it is stored on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelFile {
+    pub format_version: u32,
+    /// Free-form identifier of this training run, such as `2026-12-04T20:10Z-n1840`.
+    pub model_version: String,
+    pub hash_bits: u32,
+    pub char_ngram_min: usize,
+    pub char_ngram_max: usize,
+    /// Hash buckets that have weights, in row order.
+    pub columns: Vec<u32>,
+    pub heads: Vec<HeadFile>,
+}
+
+/// One label's logistic regression: `weights` is row-major, `columns.len()` rows of
+/// `classes.len()` values each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeadFile {
+    pub label: String,
+    pub classes: Vec<String>,
+    pub intercept: Vec<f32>,
+    pub weights: Vec<f32>,
+}
+
+/// A loaded model, ready to score messages.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub model_version: String,
+    rows: HashMap<u32, u32>,
+    heads: Vec<HeadFile>,
+}
+
+/// Class probabilities of one head for one message, with the features that pushed the
+/// winning class most.
+#[derive(Debug, Clone)]
+pub struct HeadOutput {
+    pub classes: Vec<String>,
+    pub probabilities: Vec<f32>,
+    pub top_features: Vec<(String, f32)>,
+}
+
+impl HeadOutput {
+    /// Returns the probability of `class`, or 0 when the head does not know it.
+    pub fn probability(&self, class: &str) -> f32 {
+        self.classes
+            .iter()
+            .position(|c| c == class)
+            .map_or(0.0, |i| self.probabilities[i])
+    }
+
+    /// Returns the most probable class among those that `allowed` accepts, with its
+    /// probability.
+    pub fn best_where(&self, allowed: impl Fn(&str) -> bool) -> Option<(&str, f32)> {
+        self.classes
+            .iter()
+            .zip(&self.probabilities)
+            .filter(|(c, _)| allowed(c))
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(c, p)| (c.as_str(), *p))
+    }
+}
+
+/// Error of loading a model file.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("invalid triage model JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "triage model has format version {found}, this build reads {FORMAT_VERSION}; \
+         retrain it with `caretaker train-triage`"
+    )]
+    Version { found: u32 },
+    #[error(
+        "triage model was trained with hash_bits {bits} and character n-grams {min}..={max}, \
+         this build uses {} and {}..={}; retrain it with `caretaker train-triage`",
+        text::HASH_BITS,
+        text::CHAR_NGRAM_MIN,
+        text::CHAR_NGRAM_MAX
+    )]
+    Hashing { bits: u32, min: usize, max: usize },
+    #[error("triage model head '{head}' has {found} weights, expected {expected}")]
+    Shape {
+        head: String,
+        found: usize,
+        expected: usize,
+    },
+    #[error("triage model has no head '{0}'; retrain it with `caretaker train-triage`")]
+    MissingHead(String),
+}
+
+/// Labels that every model must have a head for.
+pub const REQUIRED_HEADS: &[&str] = &["language", "intent", "category", "urgency", "needs_human"];
+
+impl Model {
+    /// Parses and checks a model file.
+    pub fn from_json(json: &str) -> Result<Model, ModelError> {
+        let file: ModelFile = serde_json::from_str(json)?;
+        Model::from_file(file)
+    }
+
+    /// Checks a model file's version, hashing parameters and shapes.
+    pub fn from_file(file: ModelFile) -> Result<Model, ModelError> {
+        if file.format_version != FORMAT_VERSION {
+            return Err(ModelError::Version {
+                found: file.format_version,
+            });
+        }
+        if file.hash_bits != text::HASH_BITS
+            || file.char_ngram_min != text::CHAR_NGRAM_MIN
+            || file.char_ngram_max != text::CHAR_NGRAM_MAX
+        {
+            return Err(ModelError::Hashing {
+                bits: file.hash_bits,
+                min: file.char_ngram_min,
+                max: file.char_ngram_max,
+            });
+        }
+        for head in &file.heads {
+            let expected = file.columns.len() * head.classes.len();
+            if head.weights.len() != expected || head.intercept.len() != head.classes.len() {
+                return Err(ModelError::Shape {
+                    head: head.label.clone(),
+                    found: head.weights.len(),
+                    expected,
+                });
+            }
+        }
+        for required in REQUIRED_HEADS {
+            if !file.heads.iter().any(|h| h.label == *required) {
+                return Err(ModelError::MissingHead((*required).to_string()));
+            }
+        }
+        let rows = file
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(row, bucket)| (*bucket, row as u32))
+            .collect();
+        Ok(Model {
+            model_version: file.model_version,
+            rows,
+            heads: file.heads,
+        })
+    }
+
+    /// Scores `features` with the head named `label`.
+    pub fn predict(&self, label: &str, features: &[Feature]) -> Option<HeadOutput> {
+        let head = self.heads.iter().find(|h| h.label == label)?;
+        let n_classes = head.classes.len();
+        let mut logits = head.intercept.clone();
+        let mut known: Vec<(&Feature, usize)> = Vec::with_capacity(features.len());
+        for feature in features {
+            if let Some(&row) = self.rows.get(&feature.bucket) {
+                let row = row as usize * n_classes;
+                for (class, logit) in logits.iter_mut().enumerate() {
+                    *logit += feature.value * head.weights[row + class];
+                }
+                known.push((feature, row));
+            }
+        }
+        let probabilities = softmax(&logits);
+        let best = probabilities
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        let mut contributions: Vec<(String, f32)> = known
+            .iter()
+            .map(|(f, row)| (f.name.clone(), f.value * head.weights[row + best]))
+            .filter(|(_, c)| *c > 0.0)
+            .collect();
+        contributions.sort_by(|a, b| b.1.total_cmp(&a.1));
+        contributions.truncate(5);
+        Some(HeadOutput {
+            classes: head.classes.clone(),
+            probabilities,
+            top_features: contributions,
+        })
+    }
+
+    /// Returns the number of weights, for the model card and the benchmark.
+    pub fn parameter_count(&self) -> usize {
+        self.heads
+            .iter()
+            .map(|h| h.weights.len() + h.intercept.len())
+            .sum()
+    }
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    if sum > 0.0 && sum.is_finite() {
+        exps.iter().map(|e| e / sum).collect()
+    } else {
+        vec![1.0 / logits.len().max(1) as f32; logits.len()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_model() -> ModelFile {
+        let feature = &text::features("drip")[0];
+        let mut heads = Vec::new();
+        for label in REQUIRED_HEADS {
+            heads.push(HeadFile {
+                label: (*label).to_string(),
+                classes: vec!["a".into(), "b".into()],
+                intercept: vec![0.0, 0.0],
+                weights: vec![0.0, 5.0],
+            });
+        }
+        ModelFile {
+            format_version: FORMAT_VERSION,
+            model_version: "test".into(),
+            hash_bits: text::HASH_BITS,
+            char_ngram_min: text::CHAR_NGRAM_MIN,
+            char_ngram_max: text::CHAR_NGRAM_MAX,
+            columns: vec![feature.bucket],
+            heads,
+        }
+    }
+
+    #[test]
+    fn predict_uses_known_buckets() {
+        let model = Model::from_file(tiny_model()).unwrap();
+        let features = vec![Feature {
+            bucket: tiny_model().columns[0],
+            value: 1.0,
+            name: "x".into(),
+        }];
+        let out = model.predict("intent", &features).unwrap();
+        assert!(out.probability("b") > 0.99);
+        assert_eq!(out.top_features[0].0, "x");
+        let empty = model.predict("intent", &[]).unwrap();
+        assert!((empty.probability("a") - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn from_file_rejects_bad_shapes() {
+        let mut file = tiny_model();
+        file.heads[0].weights.push(1.0);
+        assert!(matches!(
+            Model::from_file(file),
+            Err(ModelError::Shape { .. })
+        ));
+        let mut file = tiny_model();
+        file.hash_bits = 3;
+        assert!(matches!(
+            Model::from_file(file),
+            Err(ModelError::Hashing { .. })
+        ));
+        let mut file = tiny_model();
+        file.heads.retain(|h| h.label != "urgency");
+        assert!(matches!(
+            Model::from_file(file),
+            Err(ModelError::MissingHead(_))
+        ));
+    }
+}

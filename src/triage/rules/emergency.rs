@@ -1,0 +1,1052 @@
+//! The emergency lexicon: danger words in both languages, with negated, hypothetical and
+//! resolved uses set aside, and the emergencies that span sentences (a person in a stopped
+//! lift, no heat in freezing weather for a vulnerable person).
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::{clauses, regex, unicode_regex, Fired};
+
+/// An emergency that the lexicon found, with the trade it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emergency {
+    pub fired: Fired,
+    pub category: &'static str,
+}
+
+/// Danger words that the lexicon saw but set aside as negated or hypothetical.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dismissed {
+    pub fired: Fired,
+    pub reason: &'static str,
+}
+
+struct Trigger {
+    rule: &'static str,
+    pattern: Regex,
+    category: &'static str,
+    /// Phrases that make a match inside them harmless ("fire door", "smoke alarm").
+    unless: Option<Regex>,
+    /// Words anywhere in the clause that make every match harmless ("cigarette", "toast").
+    not_in: Option<Regex>,
+    /// Words that must also appear in the clause.
+    requires: Option<Regex>,
+    /// Only for messages in this language: Danish "fire" is the number four.
+    language: Option<&'static str>,
+}
+
+/// Uses of fire words that describe no fire: fire safety equipment, a gas flame, candles,
+/// "the problem burns" (det braender paa) and Danish "fire" in compounds.
+const FIRE_HARMLESS: &str = concat!(
+    r"\b(?:fire|brand) (?:doors?|alarms?|extinguishers?|escapes?|exits?|",
+    r"drills?|safety|blankets?|hatch|inspection|code|regulations|station|",
+    r"service|brigade|lane|lanes|route|hazard|risk)\b|\bfireplace|",
+    r"\bfire (?:hose|pit|reel)|\bbraender (?:ikke|paa|for|ujaevnt|fint|",
+    r"normalt|sig)\b|\bburn (?:myself|yourself|oneself|my)\b|",
+    r"\bbraender(?:e)? inde\b|\bpaa brand\b"
+);
+
+/// Words in a clause that put its fire words on a candle or a gas flame.
+const FIRE_CONTEXT: &str = concat!(
+    r"\b(?:lys|stearinlys|candles?|blus|gasblus\w*|gasbluss\w*|pilot|",
+    r"burners?|hob|gaskomfur\w*|bonfire|baal|fireworks?|fyrvaerkeri)\b"
+);
+
+static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
+    let t = |rule, pattern: &str, category, unless: Option<&str>, requires: Option<&str>| Trigger {
+        rule,
+        pattern: regex(pattern),
+        category,
+        unless: unless.map(regex),
+        requires: requires.map(regex),
+        not_in: None,
+        language: None,
+    };
+    let not_in = |trigger: Trigger, pattern: &str| Trigger {
+        not_in: Some(regex(pattern)),
+        ..trigger
+    };
+    vec![
+        Trigger {
+            language: Some("en"),
+            ..not_in(
+                t(
+                    "fire",
+                    r"\b(?:fire|flames?|on fire|ablaze)\b",
+                    "fire_safety",
+                    Some(FIRE_HARMLESS),
+                    None,
+                ),
+                FIRE_CONTEXT,
+            )
+        },
+        not_in(
+            t(
+                "fire",
+                r"\b(?:brand|ild|ilden|flammer|flammerne|braender|on fire|flames)\b",
+                "fire_safety",
+                Some(FIRE_HARMLESS),
+                None,
+            ),
+            FIRE_CONTEXT,
+        ),
+        not_in(
+            t(
+                "smoke",
+                concat!(
+                    r"\b(?:smoke|smoky|smoking from|(?:is|are|started|began|keeps|",
+                    r"begun) smoking|roeg|roegen|ryger ud|ryger fra|os fra|oser|",
+                    r"begyndt at ryge|ryge fra|ryger fra|sod)\b"
+                ),
+                "fire_safety",
+                Some(concat!(
+                    r"\bsmoke (?:detectors?|alarms?|sensors?|free)\b|\broeg(?:en)? (?:alarm|",
+                    r"melder|fri)\w*\b|\bno smoking\b"
+                )),
+                None,
+            ),
+            concat!(
+                r"\b(?:cigaret\w*|cigarettes?|smokes|tobacco|tobak|hash|weed|cannabis|",
+                r"toast|food|cooking|breakfast|dinner|madlavning|mad|grill|grilling|",
+                r"grillen|barbecue|bbq|incense|roegelse)\b|\bsmoking (?:on|in|outside|",
+                r"inside|indoors|again|on the)\b|\b(?:nogen|naboen|naboerne|underboen|",
+                r"overboen|de|han|hun|folk|beboere\w*) (?:\w+ )?(?:ryger|griller)\b|",
+                r"\bryger paa|\brygning|\brygere|\bgriller|\bpopcorn|\bbranket|",
+                r"\bfire pit|\bbaalfad|\bbaal\b|\bbonfire|\bparty|\bfest\b|",
+                r"\bset off the smoke alarm|\bsmoke is gone|\broegen er vaek|\b(?:they|",
+                r"people|neighbou?rs?|who|he|she|tenants?) (?:\w+ )?smoke\b|",
+                r"\bsmoke (?:on|in|outside|inside|out of|from) (?:their|his|her) "
+            ),
+        ),
+        t(
+            "gas smell",
+            concat!(
+                r"\b(?:smell\w* (?:\w+ ){0,3}gas|gas smell\w*|gas leak\w*|leaking gas|",
+                r"gaslugt\w*|lugt\w* (?:\w+ ){0,3}gas|gasudslip|gaslaek\w*|gas laek\w*|",
+                r"(?:stink\w*|reek\w*|stench|odou?r|stank) (?:\w+ ){0,3}gas|",
+                r"gas (?:\w+ ){0,2}(?:lugt\w*|smell\w*|odou?r)|",
+                r"udslip af gas|gass?lugt\w*|siver gas|gas\w* (?:\w+ ){0,2}(?:siver|",
+                r"slipper ud|escaping|hissing|hisser)|rotten eggs|raadne aeg)\b"
+            ),
+            "gas",
+            None,
+            None,
+        ),
+        not_in(
+            t(
+                "carbon monoxide",
+                concat!(
+                    r"\b(?:carbon monoxide (?:poisoning|leak\w*|",
+                    r"alarm (?:\w+ ){0,2}(?:going off|went off|goes off|sounding|ringing))|",
+                    r"co (?:alarm|detector|melder)\w* (?:\w+ ){0,3}(?:going off|went off|",
+                    r"goes off|is sounding|sounding|ringing|hyler|hylede|gaar af|gik af|",
+                    r"gaaet i gang|gaar i gang|gik i gang|alarmerer|is screaming|screaming|",
+                    r"keeps going off|beeping continuously)|",
+                    r"kulilte\w* (?:\w+ ){0,3}(?:hyler|hylede|gaar|gik|alarmerer|",
+                    r"er gaaet i gang)|kulilteforgiftning\w*)\b"
+                ),
+                "gas",
+                None,
+                None,
+            ),
+            concat!(
+                r"\b(?:battery|batteri|batteriet|chirp\w*|skift\w*|end of life|udloebet|",
+                r"udskift\w*|test\w*|buy|koebe|install\w*|saette op)\b"
+            ),
+        ),
+        t(
+            "flooding",
+            concat!(
+                r"\b(?:flood\w*|burst|bursting|water (?:is )?(?:pouring|gushing|",
+                r"spraying|everywhere|streaming|rushing)|pouring (?:out|in|down|",
+                r"through)|gushing|oversvoem\w*|roer\w* (?:\w+ ){0,2}sprunget|",
+                r"sprunget (?:et |en )?\w*roer\w*|fosser\w*|vandet vaelter|",
+                r"vand (?:over det hele|overalt|staar|strommer|stroemmer)|",
+                r"stroemmer (?:ud|ind|ned)|vaelter ud|vaelter ned|sprays? out|",
+                r"sproejter (?:\w+ ){0,2}vand\w*|vandet sproejter|water spraying|",
+                r"spraying water|\w*roersbrud|\w*roerbrud|",
+                r"(?:staar|is|are|was|er) under (?:water|vand)|",
+                r"\w*roer\w* (?:\w+ ){0,3}(?:spraengt|revnet|knaekket|braekket)|",
+                r"spraengt\w* \w*roer\w*|",
+                r"(?:stigestreng\w*|slange\w*|",
+                r"hose|pipe|roer\w*|vandroer\w*) (?:\w+ ){0,6}(?:sprunget|spraengt|burst|blown|",
+                r"split)|(?:water|vand\w*) (?:\w+ ){0,4}(?:i hele|all over|over hele|",
+                r"alle vegne))\b"
+            ),
+            "plumbing",
+            Some(concat!(
+                r"\b(?:fixed|repaired|repareret|lavet|ordnet|skiftet|",
+                r"changed) (?:\w+ ){0,3}(?:burst|sprunget|flood\w*|",
+                r"oversvoem\w*)\w*(?: \w+)?|\b(?:old|tidligere|last year|sidste aar|was|",
+                r"var) (?:\w+ ){0,2}(?:flood|oversvoem)\w*|\bflood ?light\w*|",
+                r"\bfosser? ned (?:af|fra) (?:himlen|regnen)|\b(?:bubble|boble|burst of|",
+                r"bursting with)\b"
+            )),
+            None,
+        ),
+        t(
+            "spreading water",
+            concat!(
+                r"\b(?:overflowing|overflows|overflowed|loeber over|flyder over|",
+                r"water (?:\w+ ){0,4}(?:rising|everywhere|spreading|won t stop|",
+                r"wont stop|getting worse|running out of)|",
+                r"vand\w* (?:\w+ ){0,5}(?:mere og mere|vaerre|overalt|over det hele|",
+                r"breder sig)|(?:mere og mere|vaerre|getting worse|",
+                r"worse and worse) (?:\w+ ){0,4}(?:vand\w*|water)|",
+                r"staar (?:\w+ ){0,2}0 cm|0 cm (?:\w+ ){0,3}(?:vand|water)|",
+                r"loeber ned i stroemme|i stroemme|vand\w* stiger)\b"
+            ),
+            "plumbing",
+            Some(concat!(
+                r"\b(?:loeber over|flyder over|",
+                r"vand\w* (?:\w+ ){0,3}stiger) (?:\w+ ){0,6}(?:naar|when)\b"
+            )),
+            Some(concat!(
+                r"\b(?:water|vand\w*|toilet\w*|wc|drain|afloeb\w*|kloak\w*|sink|bathtub|",
+                r"badekar\w*|sewage|spildevand\w*)\b"
+            )),
+        ),
+        t(
+            "spreading water",
+            concat!(
+                r"\b(?:everywhere|overalt|spreading|breder sig|spreder sig|",
+                r"all over the floor|i hele (?:\w+ )?(?:lejligheden|gangen|entreen|",
+                r"koekkenet|stuen|kaelderen))\b"
+            ),
+            "plumbing",
+            None,
+            Some(r"\b(?:water|vand|vandet|sewage|spildevand\w*|kloakvand\w*)\b"),
+        ),
+        not_in(
+            t(
+                "sparks or burning smell",
+                concat!(
+                    r"\b(?:sparks?|sparking|sparked|gnist\w*|",
+                    r"electric(?:al)? (?:burning )?smell|burning (?:\w+ ){0,2}smell|",
+                    r"burnt (?:\w+ ){0,2}smell|smell\w* (?:\w+ ){0,2}(?:burning|burnt|",
+                    r"burned|melting)|smells? burnt|braendt lugt|brandlugt|",
+                    r"lugt\w* (?:\w+ ){0,3}(?:braendt|brandt|svien|sveden)|sveden lugt|",
+                    r"svien|melted|melting|smeltet|smelter|electric shock|got a shock|",
+                    r"stoed fra|elektrisk stoed|fik stoed)\b"
+                ),
+                "electrical",
+                None,
+                None,
+            ),
+            concat!(
+                r"\b(?:toast|food|cooking|breakfast|dinner|madlavning|maden|mad|popcorn|",
+                r"grill|grilling|grillen|barbecue|bbq|candle\w*|stearinlys|dust|stoev|",
+                r"stoevet|gummi|rubber)\b"
+            ),
+        ),
+        t(
+            "electrical failure",
+            concat!(
+                r"\b(?:exploded|explosion|eksploder\w*|fizz\w*|crackl\w*|knitre\w*|",
+                r"kortslut\w*|short circuit\w*|bang and a flash|flash)\b"
+            ),
+            "electrical",
+            None,
+            Some(concat!(
+                r"\b(?:socket\w*|stikkontakt\w*|fuse\w*|sikring\w*|wires?|wiring|",
+                r"ledning\w*|eltavle\w*|el tavle\w*|electrical|switch\w*|kontakt\w*|",
+                r"lamp\w*|light\w*|plug|stik)\b"
+            )),
+        ),
+        t(
+            "fallen tree",
+            concat!(
+                r"\b(?:trae\w*|tree) (?:\w+ ){0,4}(?:vaeltet|fallen|fell|toppled|",
+                r"blown over|knaekket)\b"
+            ),
+            "common_areas",
+            None,
+            None,
+        ),
+        t(
+            "carbon monoxide symptoms",
+            concat!(
+                r"\b(?:headaches?|hovedpine|ondt i hovedet|kvalme|nausea|nauseous|dizzy|",
+                r"svimmel|kastet op|kaster op|vomit\w*|threw up)\b"
+            ),
+            "gas",
+            None,
+            Some(r"\b(?:co|kulilte\w*|carbon monoxide|gas\w*)\b"),
+        ),
+        t(
+            "trapped in lift",
+            concat!(
+                r"\b(?:(?:stuck|trapped|fanget|sidder fast|sad fast|spaerret inde|",
+                r"indespaerret|locked in) (?:in|i|inside|inde i) (?:the |a |en |",
+                r"et )?(?:lift|elevator\w*|liften)|(?:i am|im|we are|were|jeg|vi|my \w+|",
+                r"min \w+|mit \w+|someone|somebody|nogen|a man|a woman|people|folk|",
+                r"en mand|en kvinde|et barn|a child|kids|boern\w*|beboer\w*|neighbou?r|",
+                r"nabo\w*|he|she|han|hun|they) (?:\w+ ){0,3}(?:stuck|trapped|fanget|",
+                r"sidder fast|sad fast|spaerret inde|indespaerret|locked in)|(?:stuck|",
+                r"fast|trapped|fanget) (?:\w+ ){0,4}(?:inde i|indeni|inside|",
+                r"med (?:\w+ ){1,2}inde)|(?:boern|children|kids|people|folk|nogen|",
+                r"someone|somebody|persons?|mennesker|personer|mand|kvinde|dame|baby|",
+                r"child|barn) (?:\w+ ){0,2}(?:inde i|inside|in it|inden i)|(?:styrtet|",
+                r"dropped|plunged|plummeted|fell|faldt) (?:\w+ ){0,3}(?:ned|down|",
+                r"floors?|etager?))\b"
+            ),
+            "elevator",
+            Some(r"\b(?:no ?one|nobody|ingen|no people|empty|tom)\b"),
+            Some(r"\b(?:lift|lifts|elevator\w*|liften)\b"),
+        ),
+        not_in(
+            t(
+                "break-in",
+                concat!(
+                    r"\b(?:break in|broken in|broken into|broke in|broke into|breaking in|",
+                    r"burglar\w*|indbrud\w*|brudt ind|kicked open|smashed open|",
+                    r"sparket op|sparket ind|kicked in|smashed in|bashed in|forced open|",
+                    r"drilled out|boret ud|(?:entrance|front|main|hoveddoer\w*|",
+                    r"opgangsdoer\w*|indgangsdoer\w*|gadedoer\w*|entredoer\w*|staaldoer\w*|",
+                    r"kaelderdoer\w*|doeren|door) (?:\w+ ){0,5}(?:smashed|smadret|knust|",
+                    r"sparket|kicked|brudt op|brudt|forced|torn off))\b"
+                ),
+                "doors_locks",
+                // A key that broke in the lock is no break-in.
+                Some(r"\b(?:key\w*|noegle\w*) (?:\w+ ){0,2}broke in\b"),
+                None,
+            ),
+            concat!(
+                r"\b(?:bil\w*|car|cars|cykel\w*|bike\w*|nothing (?:is |was )?missing|",
+                r"nothing (?:was )?(?:taken|stolen)|intet (?:mangler|stjaalet)|",
+                r"mangler ikke noget|ikke stjaalet noget)\b"
+            ),
+        ),
+        t(
+            "collapse",
+            concat!(
+                r"\b(?:ceiling|loft\w*|balcon\w*|altan\w*|roof|taget|beam|bjaelke\w*|",
+                r"wall|vaeggen) (?:\w+ ){0,4}(?:collapsed?|collapsing|came down|",
+                r"coming down|caved in|fell down|fell in|falling (?:down|in|on|onto)|",
+                r"styrtet \w*|faldet ned|falder ned|braset \w*|kollaps\w*|",
+                r"cracked open)\b|\b(?:bits|pieces?|chunks?|parts?|stykker?|",
+                r"dele) of (?:the )?(?:\w+ )?ceiling (?:\w+ ){0,3}(?:fell|falling|",
+                r"came down|coming down)\b|\bstykke? af loftet (?:\w+ ){0,3}(?:faldet|",
+                r"falder|styrtet)\b|\b(?:ceiling|loft\w*) (?:\w+ ){0,4}(?:sagging|",
+                r"bulging|bugner|buler|haenger ned|giving way|give way|tearing|",
+                r"starting to tear)\b|\b(?:falde sammen|falder sammen|falling apart|",
+                r"styrte sammen|separating from|give way|come loose and|",
+                r"kommet loes og)\b|\b(?:beton\w*|concrete|puds\w*|plaster|chunks?|",
+                r"railing|raekvaerk\w*) (?:\w+ ){0,6}(?:fallen|fell|faldet|falder ned|",
+                r"broke off|brudt af)\b|\b(?:glasstykker|glass|rude|ruden|window|",
+                r"vindue\w*) (?:\w+ ){0,6}(?:fallen out|fell out|faldet ud|fallen|",
+                r"fell) (?:\w+ ){0,10}(?:fortov\w*|pavement|courtyard|gaarden|street|",
+                r"gaden|below|folk|people|kids|boern)\b|\b(?:faldet|",
+                r"fallen) (?:\w+ ){0,3}(?:beton\w*|concrete|puds\w*|plaster|",
+                r"glas\w*) (?:\w+ ){0,2}(?:ned|down)\b|\b(?:taget|roof|",
+                r"tag) (?:\w+ ){0,3}(?:blaest af|revet af|blown off|torn off|",
+                r"ripped off)\b|\brevet (?:\w+ ){0,4}(?:taget|tag) af\b"
+            ),
+            "structural",
+            None,
+            None,
+        ),
+        t(
+            "water in electrics",
+            r"\b(?:water|vand\w*|drip\w*|dryp\w*|leak\w*|laek\w*)\b",
+            "electrical",
+            Some(r"\b(?:no|not|ingen|ikke) (?:water|vand)\b"),
+            Some(concat!(
+                r"\b(?:light fittings?|lamp\w*|ceiling light|fuse ?box\w*|fuse board|",
+                r"eltavle\w*|el tavle\w*|socket\w*|stikkontakt\w*|loftslampe\w*|",
+                r"sikringsskab\w*|wiring|wires|electrical (?:cupboard|cabinet|box|",
+                r"installation\w*)|elskab\w*|maalerskab\w*|ledning\w*)\b"
+            )),
+        ),
+        // Water streaming into rooms through a ceiling, wall or floor is flooding; a drip that
+        // a bucket catches is an urgent leak, so those words keep the clause out.
+        not_in(
+            t(
+                "flooding",
+                concat!(
+                    r"\b(?:water\w* (?:is |are |keeps )?(?:coming|running|pouring|",
+                    r"flowing|streaming|leaking) (?:\w+ ){0,2}(?:through|down|into|",
+                    r"in through|out of|under) (?:\w+ ){0,3}(?:ceiling|walls?|floors?|",
+                    r"light\w*|lamp\w*|stairs|stairwell|flat|basement|cellar|doors?|",
+                    r"hallway|rooms?)|vand\w* (?:\w+ ){0,2}(?:loeber|kommer|vaelter|",
+                    r"fosser|stroemmer|pibler) (?:\w+ ){0,2}(?:gennem|ned|ind|ud|",
+                    r"under) (?:\w+ ){0,3}(?:loft\w*|vaeg\w*|vaegge\w*|gulv\w*|lamp\w*|",
+                    r"trapp\w*|lejlighed\w*|kaelder\w*|doer\w*|gang\w*|entre\w*|",
+                    r"stue\w*|vaerelse\w*)|waterfall|vandfald|like a river|som en flod)\b"
+                ),
+                "plumbing",
+                None,
+                None,
+            ),
+            concat!(
+                r"\b(?:bucket\w*|spand\w*|towels?|haandklaed\w*|baljer?|skaal|",
+                r"when it rains|naar det regner|every time|hver gang|sometimes|nogle gange|",
+                r"vasker|washing|washes|mopping|mops|cleaning|cleaner|rengoering\w*|gulvvask\w*)\b"
+            ),
+        ),
+        Trigger {
+            language: Some("en"),
+            ..t(
+                "fire",
+                concat!(
+                    r"\b(?:(?:is|are|something|somethings|something s|its|it s) ",
+                    r"(?:\w+ )?burning|caught fire|catching fire|caught alight|",
+                    r"went up in flames|burst into flames)\b"
+                ),
+                "fire_safety",
+                Some(FIRE_HARMLESS),
+                None,
+            )
+        },
+        not_in(
+            t(
+                "fire",
+                concat!(
+                    r"\b(?:gaaet ild i|gik ild i|er gaaet i brand|staar i brand|",
+                    r"stod i brand|det braender)\b"
+                ),
+                "fire_safety",
+                Some(FIRE_HARMLESS),
+                None,
+            ),
+            FIRE_CONTEXT,
+        ),
+        not_in(
+            t(
+                "sparks or burning smell",
+                concat!(
+                    r"\b(?:smell\w* (?:\w+ ){0,2}(?:electric\w*|hot plastic|plastic)|",
+                    r"lugt\w* (?:\w+ ){0,2}(?:elektrisk\w*|el|plastik|plastic)|",
+                    r"(?:socket\w*|stikkontakt\w*|plug|stik|kontakt\w*|outlet) ",
+                    r"(?:\w+ ){0,3}(?:blackened|scorched|sort\w*|black|svedet|sveden|",
+                    r"gloeder|glowing)|(?:blackened|scorched|svedet|sveden) ",
+                    r"(?:\w+ ){0,2}(?:socket\w*|stikkontakt\w*|plug|stik|kontakt\w*|outlet))\b"
+                ),
+                "electrical",
+                None,
+                None,
+            ),
+            r"\b(?:toast|food|cooking|madlavning|maden|mad|new|ny|nye|nyt|furniture|moebler)\b",
+        ),
+        t(
+            "break-in",
+            concat!(
+                r"\b(?:braekket op|brukket op|opbrudt|dirket op|lirket op|pried open|",
+                r"prised open|jemmied|jimmied|crowbar|koben|braekket ind|brukket ind|",
+                r"ransacked|gennemrodet|(?:door|doer\w*|frame|karm\w*|lock|laas\w*) ",
+                r"(?:\w+ ){0,4}(?:splintered|splintret|flaekket|ripped out|revet ud|",
+                r"braekket)|(?:someone|somebody|nogen|tyve|thieves|burglars?|intruders?) ",
+                r"(?:\w+ ){0,3}(?:broke in|got in|has been in|have been in|been inside|",
+                r"har vaeret inde|er kommet ind|kom ind|brudt ind))\b"
+            ),
+            "doors_locks",
+            None,
+            None,
+        ),
+    ]
+});
+
+static NEGATION: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:no|not|never|without|nothing|none|neither|nor|isnt|arent|wasnt|",
+        r"werent|dont|doesnt|didnt|cant|havent|hasnt|ikke|ingen|intet|uden|",
+        r"aldrig|hverken|eller ingen|no longer|ikke laengere)\b(?: \w+){0,3} ?$"
+    ))
+});
+
+/// A negation inside a matched phrase, as in "lugter ikke af gas".
+static NEGATED_MATCH: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"\b(?:not|no|never|ikke|ingen|aldrig|dont|doesnt|isnt|cant)\b"));
+
+static HYPOTHETICAL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:if|in case|in the event|should there|what happens|what do i do|",
+        r"what should|hvis|i tilfaelde|hvad goer|hvad skal|hvad gør|",
+        r"tilfaelde af|ved brand|when there is a|how do i|hvordan|drill|drills|",
+        r"test\w*|oevelse\w*|practice|prevent|avoid|undgaa|forebyg\w*|risk|",
+        r"risiko|plan|planlagt|planned|instructions|instruks\w*|procedure|",
+        r"regler|rules|information|info)\b"
+    ))
+});
+
+/// Words after a danger word that make it a drill or a test.
+static EXERCISE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"\b(?:drills?|test\w*|oevelse\w*|practice|instructions|instruks\w*|procedure\w*)\b")
+});
+
+/// Words saying that a danger has passed or was never there.
+static RESOLVED: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:false alarm|falsk alarm|everything is fine|all fine now|",
+        r"alt er fint|alt er i orden|er blevet slukket|was put out|is out now|",
+        r"checked and (?:it s|its|everything is) (?:fine|ok|safe))\b"
+    ))
+});
+
+static DENIAL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:not (?:an? )?(?:emergency|urgent|dangerous|acute)|no emergency|",
+        r"nothing urgent|no rush|no hurry|ikke (?:en )?(?:noedsituation|akut|",
+        r"farligt|haster|hastesag)|ingen hast|intet akut|ikke noget akut|",
+        r"haster ikke|ikke akut)\b"
+    ))
+});
+
+/// Finds the emergencies that `text`, written in `language`, describes, and the danger words
+/// it set aside.
+pub fn emergencies(text: &str, language: &str) -> (Vec<Emergency>, Vec<Dismissed>) {
+    let mut found = Vec::new();
+    let mut dismissed = Vec::new();
+    let resolved = clauses(text).iter().any(|c| RESOLVED.is_match(c));
+    for clause in clauses(text) {
+        for trigger in TRIGGERS.iter() {
+            if trigger.language.is_some_and(|l| l != language)
+                || trigger
+                    .requires
+                    .as_ref()
+                    .is_some_and(|r| !r.is_match(&clause))
+                || trigger.not_in.as_ref().is_some_and(|n| n.is_match(&clause))
+            {
+                continue;
+            }
+            let harmless: Vec<std::ops::Range<usize>> = trigger
+                .unless
+                .as_ref()
+                .map(|u| u.find_iter(&clause).map(|m| m.range()).collect())
+                .unwrap_or_default();
+            for m in trigger.pattern.find_iter(&clause) {
+                if harmless
+                    .iter()
+                    .any(|h| m.start() < h.end && h.start < m.end())
+                {
+                    continue;
+                }
+                let fired = Fired {
+                    rule: trigger.rule,
+                    matched: m.as_str().to_string(),
+                };
+                let before = after_last_conjunction(&clause[..m.start()]);
+                let after = &clause[m.end()..];
+                let negated_after = NEGATED_MATCH.find(after).is_some_and(|n| n.start() <= 1);
+                let reason = if NEGATION.is_match(before)
+                    || NEGATED_MATCH.is_match(m.as_str())
+                    || negated_after
+                {
+                    Some("negated")
+                } else if HYPOTHETICAL.is_match(before) || EXERCISE.is_match(&clause[m.end()..]) {
+                    Some("hypothetical")
+                } else if resolved {
+                    Some("resolved")
+                } else {
+                    None
+                };
+                match reason {
+                    Some(reason) => dismissed.push(Dismissed { fired, reason }),
+                    None => {
+                        let category = refine_category(trigger.category, &clause);
+                        found.push(Emergency { fired, category });
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if found.is_empty() && !resolved {
+        found.extend(person_in_stopped_lift(text));
+    }
+    if found.is_empty() && !resolved {
+        found.extend(cold_with_vulnerable_person(text));
+    }
+    if found.is_empty() && !resolved {
+        found.extend(break_in_across_sentences(text));
+    }
+    if found.is_empty() && !resolved {
+        found.extend(water_that_cannot_be_stopped(text));
+    }
+    (found, dismissed)
+}
+
+static LIFT: LazyLock<Regex> = LazyLock::new(|| regex(r"\b(?:lift|lifts|elevator\w*|liften)\b"));
+static LIFT_STOPPED: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:stopped|stuck|jammed|stalled|broke down|stoppet|gaaet i staa|",
+        r"fast|doors? (?:won t|wont|will not) open|doeren vil ikke (?:aabne|",
+        r"gaa op)|between (?:\w+ )?floors|mellem (?:\w+ ){0,2}etage\w*|mellem to sal|",
+        r"halfway|halvvejs)\b"
+    ))
+});
+static PERSON_INSIDE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:inside|inde i|indeni|in it|i den|ringer fra|writing from|derinde|",
+        r"der inde|in there|still in|stadig inde|alarm ?button|alarmknap\w*|noedknap\w*|",
+        r"med (?:min|mit|mine|vores|hans|hendes|en|et|to|tre|0) (?:\w+ ){0,2}i den|",
+        r"(?:personer|mennesker|passagerer|passengers) (?:i|in)|",
+        r"calling from|skriver fra|with (?:me|us|her|him|a|an|my|the|two|",
+        r"0) [a-z0 ]{0,30}(?:inside|in it)|med (?:\w+ ){0,3}inde|(?:i m|im|i am|",
+        r"we are|were|jeg er|vi er|jeg sidder|vi sidder) (?:\w+ ){0,2}(?:inside|",
+        r"in the lift|in the elevator|i elevatoren|i liften|fast)|(?:sidder|",
+        r"sad) (?:\w+ ){1,3}fast|kan ikke faa doeren op)\b"
+    ))
+});
+/// Nobody in the lift. "Nobody answers the alarm" says nothing about who is inside, so the
+/// word needs a place or a state after it.
+static NOBODY: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:(?:no ?one|nobody|ingen|no people) (?:\w+ ){0,2}(?:inside|in it|in there|",
+        r"in the lift|in the elevator|stuck|trapped|fast|inde|derinde|i den|i elevatoren|",
+        r"i liften)|(?:is|er|was|var) (?:\w+ )?(?:empty|tom))\b"
+    ))
+});
+
+/// A person who cannot get out of a lift. The negation is the danger here, so this cannot be
+/// a trigger of the lexicon, which sets negated matches aside.
+static CANT_GET_OUT: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:cant|can t|cannot|kan ikke|kommer ikke) (?:\w+ ){0,1}(?:get out|komme ud|ud) ",
+        r"(?:of |af )?(?:the |a )?(?:lift|elevator\w*|liften)\b|\b(?:lift|elevator\w*|liften) ",
+        r"(?:\w+ ){0,4}(?:cant|can t|cannot|kan ikke|kommer ikke) (?:\w+ ){0,1}(?:get out|",
+        r"komme ud)\b"
+    ))
+});
+
+/// Finds a person inside a lift that stopped, described in one or more sentences.
+fn person_in_stopped_lift(text: &str) -> Option<Emergency> {
+    let normalised = clauses(text).join(" . ");
+    if let Some(m) = CANT_GET_OUT.find(&normalised) {
+        if !NOBODY.is_match(&normalised) && !HYPOTHETICAL.is_match(&normalised[..m.start()]) {
+            return Some(Emergency {
+                fired: Fired {
+                    rule: "trapped in lift",
+                    matched: m.as_str().to_string(),
+                },
+                category: "elevator",
+            });
+        }
+    }
+    let lift = LIFT.find(&normalised)?;
+    let stopped = LIFT_STOPPED.find(&normalised)?;
+    let inside = PERSON_INSIDE.find(&normalised)?;
+    if NOBODY.is_match(&normalised) || HYPOTHETICAL.is_match(&normalised[..stopped.start()]) {
+        return None;
+    }
+    Some(Emergency {
+        fired: Fired {
+            rule: "trapped in lift",
+            matched: format!(
+                "{}; {}; {}",
+                lift.as_str(),
+                stopped.as_str(),
+                inside.as_str()
+            ),
+        },
+        category: "elevator",
+    })
+}
+
+/// Water that the tenant cannot stop. Like a person who cannot get out of a lift, the
+/// negation is the danger, so the lexicon's negation handling must not see it.
+static WATER_CANNOT_STOP: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:(?:cant|can t|cannot|unable to|kan ikke|kunne ikke) (?:\w+ ){0,2}(?:stop|",
+        r"turn (?:\w+ )?off|shut (?:\w+ )?off|be (?:turned|shut) off|lukkes|close|",
+        r"find the stopcock|find the main valve|stoppe|lukke for|slukke for|",
+        r"finde (?:hovedhanen|stophanen))|(?:wont|won t|will not|doesnt|does not) stop|",
+        r"(?:stopper|stoppede) ikke|vil ikke stoppe)\b"
+    ))
+});
+static WATER: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"\b(?:water|vand\w*|leak\w*|laek\w*|pipe|roer\w*|tap|hane\w*|toilet\w*)\b")
+});
+
+/// Finds water that runs and that the tenant cannot stop, in one or more sentences.
+fn water_that_cannot_be_stopped(text: &str) -> Option<Emergency> {
+    let normalised = clauses(text).join(" . ");
+    let water = WATER.find(&normalised)?;
+    let cannot_stop = WATER_CANNOT_STOP.find(&normalised)?;
+    if HYPOTHETICAL.is_match(&normalised[..cannot_stop.start()]) {
+        return None;
+    }
+    Some(Emergency {
+        fired: Fired {
+            rule: "flooding",
+            matched: format!("{}; {}", water.as_str(), cannot_stop.as_str()),
+        },
+        category: refine_category("plumbing", &normalised),
+    })
+}
+
+/// A door, lock or window of an entrance that was forced or broken.
+static ENTRANCE_BROKEN: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:doors?|doer\w*|lock|locks|laas\w*|window\w*|vindue\w*|rude\w*|",
+        r"frame|karm\w*|entrance|indgang\w*) (?:\w+ ){0,5}(?:broken|forced|smashed|",
+        r"kicked|damaged|knust|smadret|braekket|brudt|sparket|oedelagt|flaekket|",
+        r"splintered|i stykker|ripped|revet)\b|\b(?:broken|forced|smashed|knust|",
+        r"smadret|braekket|oedelagt|damaged) (?:\w+ ){0,3}(?:doors?|doer\w*|lock|",
+        r"laas\w*|window\w*|vindue\w*|rude\w*|entrance)\b"
+    ))
+});
+/// Someone who got in, or things that were taken.
+static INTRUSION: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:stolen|stole|stjaalet|stjal|robbed|theft|tyveri\w*|tyve|thieves|",
+        r"thief|tyv|burglar\w*|intruders?|ransacked|gennemrodet|been inside|",
+        r"been in (?:my|our|the) (?:flat|apartment|home)|vaeret inde)\b"
+    ))
+});
+static NOTHING_TAKEN: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:nothing (?:is |was )?(?:missing|taken|stolen)|intet (?:mangler|stjaalet)|",
+        r"mangler ikke noget|ikke stjaalet noget)\b"
+    ))
+});
+static VEHICLE: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"\b(?:bil\w*|car|cars|cykel\w*|bike\w*|bicycles?)\b"));
+
+/// Finds a break-in told in several sentences: an entrance that was forced and someone who
+/// got in or took something. A stolen bike or a car window is no entrance of the building.
+fn break_in_across_sentences(text: &str) -> Option<Emergency> {
+    let parts = clauses(text);
+    let entrance = parts
+        .iter()
+        .filter(|c| !NEGATED_MATCH.is_match(c) && !VEHICLE.is_match(c))
+        .find_map(|c| ENTRANCE_BROKEN.find(c).map(|m| m.as_str().to_string()))?;
+    let normalised = parts.join(" . ");
+    if HYPOTHETICAL.is_match(&normalised)
+        || VEHICLE.is_match(&normalised)
+        || NOTHING_TAKEN.is_match(&normalised)
+    {
+        return None;
+    }
+    let intrusion = INTRUSION.find(&normalised)?;
+    Some(Emergency {
+        fired: Fired {
+            rule: "break-in",
+            matched: format!("{entrance}; {}", intrusion.as_str()),
+        },
+        category: "doors_locks",
+    })
+}
+
+static NO_HEAT: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:no heat\w*|without heat\w*|ingen varme|uden varme|",
+        r"radiators? (?:\w+ ){0,2}(?:stone )?cold|kolde radiatorer|",
+        r"radiator\w* (?:\w+ ){0,3}kold\w*|heating (?:\w+ ){0,3}(?:off|out|",
+        r"not working|doesnt work|stopped|broken|gone|dead|failed)|",
+        r"varmen (?:\w+ ){0,2}(?:gaaet|virker ikke|slaaet fra|vaek|doed|ude)|",
+        r"varme\w* (?:\w+ ){0,2}(?:gaaet|vaek)|ikke (?:\w+ ){0,2}varme|",
+        r"iskold\w*|ice cold|heating (?:\w+ ){0,3}failed|can t get warm|",
+        r"heating (?:\w+ ){0,2}(?:isnt|is not|not) (?:working|on)|",
+        r"radiators? (?:\w+ ){0,2}(?:isnt|arent|not) (?:working|warm|heating)|",
+        r"freezing (?:cold )?(?:inside|in here|in the flat|indoors)|koldt i lejligheden|",
+        r"cant get warm|kan ikke blive varm\w*|0 degrees (?:inside|in the flat|",
+        r"indoors)|0 grader (?:inde|i lejligheden|i stuen))\b"
+    ))
+});
+static FREEZING: LazyLock<Regex> = LazyLock::new(|| {
+    unicode_regex(concat!(
+        r"(?i)\bminus\s*\d|(?:^|[\s(])[-\u{2212}]\s?\d+\s*(?:°|grader|degrees|",
+        r"c\b|ude|outside|udenfor)|(?:it'?s|is|er det|det er|",
+        r"er)\s+[-\u{2212}]\s?\d|\bfreezing|\bfrost|\bfrys\w*|\bbelow zero|",
+        r"\bunder nul|\bsub-zero|\bisnende|\bfrozen|(?:^|[\s(])[-\u{2212}]\d+\b|",
+        r"\bsnow|\bsne\b|\bvinter|\bwinter|\bkuldegrad\w*|\bminusgrad\w*|",
+        r"\bkoldt udenfor|\bcold outside"
+    ))
+});
+pub(super) static VULNERABLE: LazyLock<Regex> = LazyLock::new(|| {
+    unicode_regex(concat!(
+        r"(?i)\b(?:baby|babies|infant|newborn|spædbarn|spaedbarn|nyfødt|nyfoedt|",
+        r"wheelchair|kørestol|koerestol|disabled|handicap\w*|pneumonia|",
+        r"lungebetændelse|seriously ill|alvorligt syg|very ill|meget syg|cancer|",
+        r"kræft|oxygen|iltapparat|heart condition|hjertesyg\w*|elderly|ældre|",
+        r"bedridden|sengeliggende|dement\w*|frail|copd|kol|emphysema|",
+        r"lungesyg\w*)\b|\b(?:\d+|en|to|tre|fire|fem|seks|syv|otte|one|two|",
+        r"three|four|five|six|seven|eight)[ -](?:uger|weeks?|måneder|maaneder|",
+        r"months?)\b(?:[ -]old| gammel)?|\b\d+[ -](?:dage|days?)[ -](?:old|",
+        r"gammel)|\b(?:7[5-9]|[89]\d|10\d)[ -]?(?:years?|år\w*|aar\w*|årig\w*|",
+        r"aarig\w*|yrs|yo)\b|\b(?:pensioner|pensionist|old age pensioner|toddler|",
+        r"småbørn|smaaboern|små børn|smaa boern|småbarn|smaabarn|sick child|",
+        r"syg\w* barn|syge børn|syge boern|gammel dame|gammel mand|old lady|old man)\b|",
+        r"\b(?:she|he|",
+        r"mum|mom|mother|father|dad|mor|far|mormor|farmor|morfar|farfar|hun|",
+        r"han)(?:'s| is| er)?(?: \w+)? (?:7[5-9]|[89]\d|10\d)\b|\bpå (?:7[5-9]|",
+        r"[89]\d|10\d)\b|\((?:7[5-9]|[89]\d|10\d)\b|\b(?:is|er|aged|",
+        r"age) (?:7[5-9]|[89]\d|10\d)\b|\b(?:kemo|chemo)\w*"
+    ))
+});
+
+/// Finds no heat in freezing weather that affects a very old, very young, disabled or
+/// seriously ill person, which is an emergency (and only urgent for anyone else).
+fn cold_with_vulnerable_person(text: &str) -> Option<Emergency> {
+    let normalised = clauses(text).join(" . ");
+    let no_heat = NO_HEAT.find(&normalised)?;
+    let clause_before = normalised[..no_heat.start()]
+        .rsplit(" . ")
+        .next()
+        .unwrap_or("");
+    if NEGATED_MATCH.is_match(clause_before) {
+        return None;
+    }
+    let freezing = FREEZING.find(text)?;
+    let vulnerable = VULNERABLE.find(text)?;
+    Some(Emergency {
+        fired: Fired {
+            rule: "no heat in freezing weather with a vulnerable person",
+            matched: format!(
+                "{}; {}; {}",
+                no_heat.as_str(),
+                freezing.as_str().trim(),
+                vulnerable.as_str()
+            ),
+        },
+        category: "heating",
+    })
+}
+
+/// Returns the part of `before` after its last conjunction, so that "the light does not work
+/// and it smells of gas" keeps the negation in its own half.
+fn after_last_conjunction(before: &str) -> &str {
+    const CONJUNCTIONS: &[&str] = &[
+        " og ", " and ", " saa ", " so ", " men ", " but ", " then ", " da ",
+    ];
+    let padded_start = CONJUNCTIONS
+        .iter()
+        .filter_map(|c| before.rfind(c).map(|i| i + c.len() - 1))
+        .max()
+        .unwrap_or(0);
+    &before[padded_start..]
+}
+
+/// Returns true when the message states that it is not an emergency.
+pub fn denies_emergency(text: &str) -> bool {
+    clauses(text).iter().any(|c| DENIAL.is_match(c))
+}
+
+/// Smoke, fire and sparks from an identified appliance or installation take its trade; water
+/// from a radiator is heating, through a roof structural.
+fn refine_category(category: &'static str, clause: &str) -> &'static str {
+    static APPLIANCE: LazyLock<Regex> = LazyLock::new(|| {
+        regex(concat!(
+            r"\b(?:oven|ovn\w*|komfur\w*|hob|cooker|stove|kogeplade\w*|dryer|",
+            r"toerretumbler\w*|tumble|washing machine|vaskemaskine\w*|fridge|",
+            r"koeleskab\w*|freezer|fryser\w*|dishwasher|opvaskemaskine\w*|microwave|",
+            r"mikroovn\w*|kettle)\b"
+        ))
+    });
+    static ELECTRICAL: LazyLock<Regex> = LazyLock::new(|| {
+        regex(concat!(
+            r"\b(?:socket\w*|stikkontakt\w*|outlet|wiring|wires?|ledning\w*|fuse\w*|",
+            r"sikring\w*|eltavle\w*|el tavle\w*|switch\w*|kontakt\w*|lamp\w*|",
+            r"light fitting\w*|plug|stik|cable|kabel\w*|meter cabinet|maalerskab)\b"
+        ))
+    });
+    static HEATING: LazyLock<Regex> = LazyLock::new(|| {
+        regex(concat!(
+            r"\b(?:radiator\w*|fjernvarme\w*|district heating|varmtvandsbeholder\w*|",
+            r"hot water tank|boiler|unit heater|varmeveksler\w*)\b"
+        ))
+    });
+    static ROOF: LazyLock<Regex> = LazyLock::new(|| regex(r"\b(?:roof|tag\w*|loft\w*|ceiling)\b"));
+    match category {
+        "fire_safety" | "electrical" if APPLIANCE.is_match(clause) => "appliance",
+        "fire_safety" if ELECTRICAL.is_match(clause) => "electrical",
+        "plumbing" if HEATING.is_match(clause) => "heating",
+        "plumbing"
+            if ROOF.is_match(clause) && !clause.contains("pipe") && !clause.contains("roer") =>
+        {
+            "structural"
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::language_votes;
+    use super::*;
+
+    fn emergency_rules(text: &str) -> Vec<&'static str> {
+        emergencies(text, "en")
+            .0
+            .iter()
+            .map(|e| e.fired.rule)
+            .collect()
+    }
+
+    #[test]
+    fn emergencies_in_both_languages() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("Der kommer røg ud af stikkontakten!", "smoke", "electrical"),
+            ("Det lugter kraftigt af gas i opgangen", "gas smell", "gas"),
+            ("det lugter af gas i koekkenet", "gas smell", "gas"),
+            (
+                "Water pouring through the ceiling from a burst pipe",
+                "flooding",
+                "plumbing",
+            ),
+            (
+                "We are stuck in the lift between floors 3 and 4",
+                "trapped in lift",
+                "elevator",
+            ),
+            ("Vi sidder fast i elevatoren", "trapped in lift", "elevator"),
+            ("The oven is on fire", "fire", "appliance"),
+            (
+                "sparks from the fuse box",
+                "sparks or burning smell",
+                "electrical",
+            ),
+        ];
+        for (text, rule, category) in cases {
+            let language = if language_votes(text).0 > language_votes(text).1 {
+                "da"
+            } else {
+                "en"
+            };
+            let (found, _) = emergencies(text, language);
+            assert!(!found.is_empty(), "no emergency in: {text}");
+            assert_eq!(found[0].fired.rule, *rule, "text: {text}");
+            assert_eq!(found[0].category, *category, "text: {text}");
+        }
+    }
+
+    #[test]
+    fn emergencies_in_more_wordings() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("Kaelderen staar under vand", "da", "plumbing"),
+            ("Roeret under vasken er spraengt", "da", "plumbing"),
+            (
+                "Water is pouring out under the bathroom door",
+                "en",
+                "plumbing",
+            ),
+            ("Vandet loeber ned ad vaeggen i stuen", "da", "plumbing"),
+            ("It stinks of gas on the landing", "en", "gas"),
+            ("Der er en kraftig gas lugt i koekkenet", "da", "gas"),
+            ("Something is burning in the basement", "en", "fire_safety"),
+            ("Det braender i kaelderrummet", "da", "fire_safety"),
+            (
+                "The socket in the hall is blackened and smells of hot plastic",
+                "en",
+                "electrical",
+            ),
+            (
+                "The lift stopped between floors and my son is still in there",
+                "en",
+                "elevator",
+            ),
+            (
+                "Elevatoren staar stille mellem to etager, min mor er derinde",
+                "da",
+                "elevator",
+            ),
+            (
+                "I can't get out of the lift, the doors are shut",
+                "en",
+                "elevator",
+            ),
+            (
+                "Hoveddoeren er braekket op og der er gennemrodet",
+                "da",
+                "doors_locks",
+            ),
+            (
+                "Our front door has been forced. Our laptops were stolen.",
+                "en",
+                "doors_locks",
+            ),
+            (
+                "No heating. It is minus 8 outside and my 84-year-old father lives here.",
+                "en",
+                "heating",
+            ),
+        ];
+        for (text, language, category) in cases {
+            let (found, _) = emergencies(text, language);
+            assert!(!found.is_empty(), "no emergency in: {text}");
+            assert_eq!(found[0].category, *category, "text: {text}");
+        }
+    }
+
+    #[test]
+    fn emergencies_whose_negation_is_the_danger() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "The lift is stuck between floors with my dad inside. Nobody answers the alarm.",
+                "en",
+                "elevator",
+            ),
+            (
+                "Elevatoren sidder fast med to personer i. Ingen svarer på alarmen.",
+                "da",
+                "elevator",
+            ),
+            (
+                "Water is leaking from the pipe under the sink and I can't turn it off",
+                "en",
+                "plumbing",
+            ),
+            ("Vandet stopper ikke, hanen er knækket", "da", "plumbing"),
+            (
+                "Someone has broken in to our flat while we were away",
+                "en",
+                "doors_locks",
+            ),
+        ];
+        for (text, language, category) in cases {
+            let (found, _) = emergencies(text, language);
+            assert!(!found.is_empty(), "no emergency in: {text}");
+            assert_eq!(found[0].category, *category, "text: {text}");
+        }
+        let (found, _) = emergencies("The lift stopped, but nobody was inside", "en");
+        assert!(found.is_empty());
+        let (found, _) = emergencies("What do I do if I can't turn off the water?", "en");
+        assert!(found.is_empty());
+    }
+
+    #[test]
+    fn harmless_uses_of_new_wordings() {
+        let cases: &[(&str, &str)] = &[
+            ("Water comes in under the balcony door when it rains", "en"),
+            (
+                "Vand drypper gennem loftet, vi har sat en spand under",
+                "da",
+            ),
+            ("If a pipe bursts, who do we call?", "en"),
+            (
+                "The lift is out of order and my mum can't get out of the flat",
+                "en",
+            ),
+            ("My bike was stolen, the lock was broken", "en"),
+            ("The new sofa smells of plastic", "en"),
+            (
+                "The lift stops between floors and jumps, nobody was inside",
+                "en",
+            ),
+        ];
+        for (text, language) in cases {
+            let (found, _) = emergencies(text, language);
+            assert!(found.is_empty(), "emergency in: {text}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn negated_and_hypothetical_danger_is_dismissed() {
+        let cases = [
+            "There is no smoke, the alarm just beeps for a new battery",
+            "Det lugter ikke af gas, men komfuret tænder ikke",
+            "What should we do in case of fire in the stairwell?",
+            "Hvad gør man hvis der er brand i kælderen?",
+            "The smoke detector battery needs changing",
+            "Not an emergency, but the fire door closes slowly",
+            "The lift is not stuck, it is just slow",
+        ];
+        for text in cases {
+            assert!(emergency_rules(text).is_empty(), "emergency in: {text}");
+        }
+        assert!(denies_emergency("It's not an emergency, just a slow drain"));
+        assert!(denies_emergency("ikke akut, men vasken er langsom"));
+    }
+}

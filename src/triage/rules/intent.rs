@@ -1,0 +1,96 @@
+//! Cues of a practical question that only sounds like a repair: the sender says that nothing
+//! is broken, asks whether something is allowed, or asks when planned works will happen.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::{clauses, regex, Fired};
+
+static QUESTION_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
+    let q = |rule, pattern: &str| (rule, regex(pattern));
+    vec![
+        q(
+            "nothing is broken",
+            concat!(
+                r"\b(?:(?:it s|its|it is|is|er) not broken|not broken|nothing is broken|",
+                r"nothing s wrong|nothing wrong with|works fine|working fine|works now|",
+                r"everything works|all works|virker fint|virker godt|alt virker|",
+                r"(?:er|det er) ikke i stykker|ikke noget i vejen|intet i vejen|",
+                r"fejler ikke noget|der er ikke noget galt)\b"
+            ),
+        ),
+        q(
+            "asks whether something is allowed",
+            concat!(
+                r"\b(?:is it (?:ok|okay|allowed|legal|permitted|fine) (?:to|if)|",
+                r"are (?:\w+ ){1,3}allowed|am i allowed|are we allowed|may i|may we|",
+                r"can i keep|can we keep|maa (?:jeg|man|vi) (?:gerne )?(?:selv|have|",
+                r"holde|bruge|saette|male|skifte|opbevare|stille)|er det (?:tilladt|",
+                r"lovligt|ok|okay|i orden) at|hvilke dage maa)\b"
+            ),
+        ),
+        q(
+            "asks about planned works",
+            concat!(
+                r"\b(?:planned (?:work|works|renovation|maintenance)|planlagt\w* ",
+                r"(?:arbejde\w*|renovering\w*|vedligehold\w*)|when will (?:\w+ ){0,4}",
+                r"(?:be renovated|happen|start)|hvornaar (?:\w+ ){0,4}(?:renoveret|",
+                r"starter|begynder))\b"
+            ),
+        ),
+    ]
+});
+
+/// Finds the cues of a practical question in `text`. A message with a cue and a question mark
+/// asks for information, so the classifier may read it as a general question.
+pub fn practical_question_cues(text: &str) -> Vec<Fired> {
+    if !text.contains('?') {
+        return Vec::new();
+    }
+    let normalised = clauses(text).join(" . ");
+    QUESTION_CUES
+        .iter()
+        .filter_map(|(rule, pattern)| {
+            pattern.find(&normalised).map(|m| Fired {
+                rule,
+                matched: m.as_str().to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn practical_questions_have_cues() {
+        let cases = [
+            "How do I set the thermostat? It is not broken, I just don't get it.",
+            "Må jeg selv skifte lampen i gangen?",
+            "Is it OK to keep a bike on the balcony?",
+            "When will the planned work on the roof start?",
+            "Er det tilladt at sætte en hylde op i opgangen?",
+        ];
+        for text in cases {
+            assert!(
+                !practical_question_cues(text).is_empty(),
+                "no cue in: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn repair_requests_have_no_cues() {
+        let cases = [
+            "The kitchen tap drips, can you send someone?",
+            "Radiatoren er kold. Kan I komme i morgen?",
+            // A cue without a question is a statement, as in a repair report.
+            "The light works fine but the socket is dead.",
+        ];
+        for text in cases {
+            assert!(practical_question_cues(text).is_empty(), "cue in: {text}");
+        }
+    }
+}

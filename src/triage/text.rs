@@ -1,0 +1,180 @@
+//! Text normalisation and hashed n-gram features shared by training and classification.
+//!
+//! Messages are lowercased and folded to ASCII so that "køkken", "koekken" and "kokken" share
+//! most of their character n-grams: æ, ø and å become "ae", "oe" and "aa", and accents are
+//! dropped. Features are word unigrams, word bigrams and character 3- to 5-grams of each
+//! padded word, hashed with 64-bit FNV-1a into `2^HASH_BITS` buckets.
+
+/// Number of hash bits; buckets are `0..1 << HASH_BITS`.
+pub const HASH_BITS: u32 = 20;
+/// Shortest and longest character n-gram, in characters of the padded word.
+pub const CHAR_NGRAM_MIN: usize = 3;
+pub const CHAR_NGRAM_MAX: usize = 5;
+
+/// Lowercases `text` and folds Danish letters and accents to ASCII. Characters that are not
+/// letters or digits become spaces, and every run of digits becomes a single `0`, because
+/// numbers (units, dates, amounts) carry little
+/// information about intent.
+pub fn normalise(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last_digit = false;
+    for c in text.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_digit() {
+            if !last_digit {
+                out.push('0');
+            }
+            last_digit = true;
+            continue;
+        }
+        last_digit = false;
+        match fold_char(c) {
+            Some(folded) => out.push_str(folded),
+            None if c.is_alphabetic() => out.push(c),
+            None => out.push(' '),
+        }
+    }
+    out
+}
+
+/// Folds a lowercase letter to ASCII, or returns `None` when it is not a letter to fold.
+pub fn fold_char(c: char) -> Option<&'static str> {
+    let folded = match c {
+        'a'..='z' => return None,
+        'æ' | 'ä' => "ae",
+        'ø' | 'ö' => "oe",
+        'å' => "aa",
+        'ü' => "ue",
+        'à' | 'á' | 'â' | 'ã' => "a",
+        'è' | 'é' | 'ê' | 'ë' => "e",
+        'ì' | 'í' | 'î' | 'ï' => "i",
+        'ò' | 'ó' | 'ô' | 'õ' => "o",
+        'ù' | 'ú' | 'û' => "u",
+        'ç' => "c",
+        'ñ' => "n",
+        'ß' => "ss",
+        '\'' | '’' => "",
+        _ => return None,
+    };
+    Some(folded)
+}
+
+/// Splits normalised text into its words.
+pub fn words(normalised: &str) -> impl Iterator<Item = &str> {
+    normalised.split_whitespace()
+}
+
+/// FNV-1a, 64 bits: stable across platforms and Rust versions, unlike `DefaultHasher`, so a
+/// model trained on one machine hashes the same way on the gateway.
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &byte in *part {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+fn bucket(hash: u64) -> u32 {
+    (hash & ((1u64 << HASH_BITS) - 1)) as u32
+}
+
+/// One feature of a message: its hash bucket, its weight and, for explanations, its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    pub bucket: u32,
+    pub value: f32,
+    pub name: String,
+}
+
+/// Extracts the hashed features of `text`. Values are `1 + ln(count)`, scaled so that the
+/// vector has unit L2 norm, which keeps long e-mails and one-line SMS on the same scale.
+pub fn features(text: &str) -> Vec<Feature> {
+    let normalised = normalise(text);
+    let tokens: Vec<&str> = words(&normalised).collect();
+    let mut counts: std::collections::HashMap<u32, (f32, String)> =
+        std::collections::HashMap::new();
+    let mut add = |hash: u64, name: &dyn Fn() -> String| {
+        let entry = counts.entry(bucket(hash)).or_insert_with(|| (0.0, name()));
+        entry.0 += 1.0;
+    };
+
+    for token in &tokens {
+        add(fnv1a(&[b"w:", token.as_bytes()]), &|| {
+            format!("word '{token}'")
+        });
+    }
+    for pair in tokens.windows(2) {
+        let (first, second) = (pair[0], pair[1]);
+        add(
+            fnv1a(&[b"b:", first.as_bytes(), b" ", second.as_bytes()]),
+            &|| format!("words '{first} {second}'"),
+        );
+    }
+    for token in &tokens {
+        let padded: Vec<char> = std::iter::once('<')
+            .chain(token.chars())
+            .chain(std::iter::once('>'))
+            .collect();
+        for n in CHAR_NGRAM_MIN..=CHAR_NGRAM_MAX {
+            for window in padded.windows(n) {
+                let gram: String = window.iter().collect();
+                add(fnv1a(&[b"c:", gram.as_bytes()]), &|| {
+                    format!("chars '{gram}'")
+                });
+            }
+        }
+    }
+
+    let mut out: Vec<Feature> = counts
+        .into_iter()
+        .map(|(bucket, (count, name))| Feature {
+            bucket,
+            value: 1.0 + count.ln(),
+            name,
+        })
+        .collect();
+    let norm = out.iter().map(|f| f.value * f.value).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for feature in &mut out {
+            feature.value /= norm;
+        }
+    }
+    out.sort_by_key(|f| f.bucket);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalise_folds_danish_letters() {
+        assert_eq!(
+            normalise("Køkken-vasken ÅBNER ikke!"),
+            "koekken vasken aabner ikke "
+        );
+        assert_eq!(normalise("café 2. tv 1234"), "cafe 0  tv 0");
+    }
+
+    #[test]
+    fn folded_spellings_share_features() {
+        let with = features("køkken");
+        let without = features("koekken");
+        let shared = with
+            .iter()
+            .filter(|a| without.iter().any(|b| b.bucket == a.bucket));
+        assert_eq!(shared.count(), with.len());
+    }
+
+    #[test]
+    fn features_have_unit_norm() {
+        let norm: f32 = features("the tap drips, the tap drips")
+            .iter()
+            .map(|f| f.value.powi(2))
+            .sum();
+        assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+        assert!(features("").is_empty());
+    }
+}

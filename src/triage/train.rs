@@ -1,0 +1,374 @@
+//! Training of the triage model on the labelled corpus: feature selection over the hashed
+//! n-grams, one multinomial logistic regression per head (linfa-logistic), k-fold
+//! cross-validation and the model card.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use linfa::prelude::*;
+use linfa_logistic::MultiLogisticRegression;
+use ndarray::{Array1, Array2};
+
+use super::model::{HeadFile, Model, ModelFile, FORMAT_VERSION};
+use super::score::{self, Labels, Record, Scores};
+use super::{text, Classifier, Triage};
+
+/// Settings of one training run.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// L2 penalty of the logistic regressions; the loss is summed over messages.
+    pub alpha: f32,
+    pub max_iterations: u64,
+    /// A hash bucket needs this many training messages to get a column.
+    pub min_df: usize,
+    /// At most this many columns, the most frequent buckets first.
+    pub max_columns: usize,
+    pub folds: usize,
+    /// Share of the log class prior taken off the intent head's intercepts. The corpus has
+    /// about four times more repair requests than any other intent, and without the
+    /// correction the smaller intents lose their borderline messages to it.
+    pub intent_prior_correction: f32,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            alpha: 0.05,
+            max_iterations: 150,
+            min_df: 2,
+            max_columns: 6000,
+            folds: 5,
+            intent_prior_correction: 0.5,
+        }
+    }
+}
+
+/// Reads every `*.jsonl` file of `dir`, in name order. Lines that do not parse are reported
+/// on stderr and skipped.
+pub fn load_corpus(dir: &Path) -> anyhow::Result<Vec<Record>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("failed to read corpus folder {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
+        .collect();
+    files.sort();
+    let mut records = Vec::new();
+    for file in &files {
+        let (mut batch, bad) = score::read_records(file)
+            .with_context(|| format!("failed to read corpus file {}", file.display()))?;
+        for (line, error) in bad {
+            eprintln!(
+                "warning: {}:{line}: skipped, not a labelled record: {error}",
+                file.display()
+            );
+        }
+        records.append(&mut batch);
+    }
+    if records.is_empty() {
+        bail!(
+            "no labelled records in {}; expected *.jsonl files of the triage corpus",
+            dir.display()
+        );
+    }
+    Ok(records)
+}
+
+/// Reads one label of a record; `None` leaves the record out of that head.
+type TargetOf = fn(&Labels) -> Option<String>;
+
+/// Lists the head labels with the function that reads each record's class. A `None` class
+/// leaves the record out of that head's training.
+fn head_targets() -> Vec<(&'static str, TargetOf)> {
+    vec![
+        ("language", |l| Some(l.language.clone())),
+        ("intent", |l| Some(l.intent.clone())),
+        ("category", |l| l.category.clone()),
+        ("urgency", |l| Some(l.urgency.clone())),
+        ("needs_human", |l| Some(l.needs_human.to_string())),
+    ]
+}
+
+/// Trains a model on `records`.
+pub fn train(records: &[&Record], options: &TrainOptions) -> anyhow::Result<ModelFile> {
+    if records.is_empty() {
+        bail!("no training records");
+    }
+    let features: Vec<Vec<text::Feature>> =
+        records.iter().map(|r| text::features(&r.text)).collect();
+
+    // Columns: the buckets seen in at least `min_df` messages, most frequent first.
+    let mut document_frequency: HashMap<u32, usize> = HashMap::new();
+    for message in &features {
+        for feature in message {
+            *document_frequency.entry(feature.bucket).or_default() += 1;
+        }
+    }
+    let mut columns: Vec<(u32, usize)> = document_frequency
+        .into_iter()
+        .filter(|(_, df)| *df >= options.min_df)
+        .collect();
+    columns.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    columns.truncate(options.max_columns);
+    columns.sort_by_key(|(bucket, _)| *bucket);
+    let columns: Vec<u32> = columns.into_iter().map(|(bucket, _)| bucket).collect();
+    let column_of: HashMap<u32, usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, bucket)| (*bucket, i))
+        .collect();
+
+    let mut heads = Vec::new();
+    for (label, target) in head_targets() {
+        let rows: Vec<usize> = (0..records.len())
+            .filter(|&i| target(&records[i].labels).is_some())
+            .collect();
+        let mut x = Array2::<f32>::zeros((rows.len(), columns.len()));
+        for (row, &i) in rows.iter().enumerate() {
+            for feature in &features[i] {
+                if let Some(&col) = column_of.get(&feature.bucket) {
+                    x[[row, col]] = feature.value;
+                }
+            }
+        }
+        let y: Array1<String> = rows
+            .iter()
+            .map(|&i| target(&records[i].labels).unwrap_or_default())
+            .collect();
+        let mut head = fit_head(label, x, &y, columns.len(), options)?;
+        if label == "intent" {
+            correct_prior(&mut head, &y, options.intent_prior_correction);
+        }
+        heads.push(head);
+    }
+
+    Ok(ModelFile {
+        format_version: FORMAT_VERSION,
+        model_version: format!(
+            "{}-n{}",
+            chrono::Utc::now().format("%Y-%m-%dT%H:%MZ"),
+            records.len()
+        ),
+        hash_bits: text::HASH_BITS,
+        char_ngram_min: text::CHAR_NGRAM_MIN,
+        char_ngram_max: text::CHAR_NGRAM_MAX,
+        columns,
+        heads,
+    })
+}
+
+/// Subtracts `share × ln(prior)` from each class's intercept, so that a class is not
+/// favoured merely for being frequent in the corpus.
+fn correct_prior(head: &mut HeadFile, y: &Array1<String>, share: f32) {
+    let total = y.len() as f32;
+    for (class, intercept) in head.classes.iter().zip(head.intercept.iter_mut()) {
+        let count = y.iter().filter(|c| *c == class).count() as f32;
+        if count > 0.0 {
+            *intercept -= share * (count / total).ln();
+        }
+    }
+}
+
+fn fit_head(
+    label: &str,
+    x: Array2<f32>,
+    y: &Array1<String>,
+    n_columns: usize,
+    options: &TrainOptions,
+) -> anyhow::Result<HeadFile> {
+    let mut distinct: Vec<String> = y.iter().cloned().collect();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() < 2 {
+        // One class only: nothing to learn, the head always returns it.
+        return Ok(HeadFile {
+            label: label.to_string(),
+            classes: distinct.clone(),
+            intercept: vec![0.0; distinct.len()],
+            weights: vec![0.0; n_columns * distinct.len()],
+        });
+    }
+    let dataset = Dataset::new(x, y.clone());
+    let fitted = MultiLogisticRegression::default()
+        .alpha(options.alpha)
+        .max_iterations(options.max_iterations)
+        .fit(&dataset)
+        .with_context(|| format!("failed to fit the triage head '{label}'"))?;
+    // Four decimals are far finer than the model's error and keep the JSON small.
+    let round = |v: f32| (v * 1e4).round() / 1e4;
+    Ok(HeadFile {
+        label: label.to_string(),
+        classes: fitted.classes().to_vec(),
+        intercept: fitted.intercept().iter().map(|v| round(*v)).collect(),
+        weights: fitted.params().iter().map(|v| round(*v)).collect(),
+    })
+}
+
+/// Classifies every record of `records` with a model trained on the other folds, and returns
+/// the predictions in the order of `records`. Folds follow a hash of the record id, so a record
+/// stays in its fold as the corpus grows.
+pub fn cross_validate(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Vec<Triage>> {
+    let folds = options.folds.max(2);
+    let fold_of = |r: &Record| (text::fnv1a(&[r.id.as_bytes()]) % folds as u64) as usize;
+    let mut predictions: Vec<Option<Triage>> = vec![None; records.len()];
+    for fold in 0..folds {
+        let training: Vec<&Record> = records
+            .iter()
+            .copied()
+            .filter(|r| fold_of(r) != fold)
+            .collect();
+        let model = Model::from_file(train(&training, options)?)?;
+        let classifier = Classifier::from_model(model);
+        for (i, record) in records.iter().enumerate() {
+            if fold_of(record) == fold {
+                predictions[i] = Some(classifier.classify(&record.text));
+            }
+        }
+    }
+    Ok(predictions.into_iter().flatten().collect())
+}
+
+/// Scores `classifier` on `records`.
+pub fn evaluate(classifier: &Classifier, records: &[&Record]) -> (Scores, Vec<Triage>) {
+    let predictions: Vec<Triage> = records
+        .iter()
+        .map(|r| classifier.classify(&r.text))
+        .collect();
+    let gold: Vec<&Labels> = records.iter().map(|r| &r.labels).collect();
+    let refs: Vec<&Triage> = predictions.iter().collect();
+    (score::score(&gold, &refs), predictions)
+}
+
+/// Everything the model card reports.
+pub struct CardFacts<'a> {
+    pub model: &'a ModelFile,
+    pub options: &'a TrainOptions,
+    pub corpus_dir: &'a Path,
+    pub train: &'a [&'a Record],
+    pub test: &'a [&'a Record],
+    pub test_scores: &'a Scores,
+    pub cv_scores: &'a Scores,
+    pub model_bytes: usize,
+}
+
+/// Writes the model card in Markdown.
+pub fn card(facts: &CardFacts) -> String {
+    let mut out = String::new();
+    let m = facts.model;
+    let _ = writeln!(out, "# Triage model\n");
+    let _ = writeln!(
+        out,
+        "The model built into `caretaker triage`: one multinomial logistic regression per \
+         label over hashed word and character n-grams, combined with the rules of \
+         `src/triage/rules/`. Written by `caretaker train-triage`; do not edit by hand.\n"
+    );
+    let _ = writeln!(out, "- model version: `{}`", m.model_version);
+    let _ = writeln!(out, "- file: `triage.json`, {} bytes", facts.model_bytes);
+    let _ = writeln!(out, "- corpus: `{}`", facts.corpus_dir.display());
+    let _ = writeln!(out, "\n## Features\n");
+    let _ = writeln!(
+        out,
+        "Text is lowercased and folded to ASCII (æ, ø, å become ae, oe, aa; accents are \
+         dropped; every run of digits becomes `0`). Features: word unigrams, word bigrams and \
+         character {}- to {}-grams of each word padded with `<` and `>`, weighted `1 + ln(count)` \
+         and scaled to unit L2 norm, hashed with 64-bit FNV-1a into 2^{} buckets. The {} buckets \
+         seen in at least {} training messages (at most {}, most frequent first) get weights.",
+        m.char_ngram_min,
+        m.char_ngram_max,
+        m.hash_bits,
+        m.columns.len(),
+        facts.options.min_df,
+        facts.options.max_columns
+    );
+    let _ = writeln!(
+        out,
+        "\nTraining: `linfa-logistic` 0.8 multinomial logistic regression, L-BFGS, L2 penalty \
+         alpha {} on the summed log-loss, at most {} iterations. The intent head's intercepts \
+         are lowered by {} × ln(class prior) after fitting. Heads and classes:\n",
+        facts.options.alpha, facts.options.max_iterations, facts.options.intent_prior_correction
+    );
+    for head in &m.heads {
+        let _ = writeln!(out, "- `{}`: {}", head.label, head.classes.join(", "));
+    }
+
+    let _ = writeln!(out, "\n## Corpus\n");
+    let _ = writeln!(
+        out,
+        "| label | value | train | test |\n| --- | --- | ---: | ---: |"
+    );
+    let _ = writeln!(
+        out,
+        "| all | | {} | {} |",
+        facts.train.len(),
+        facts.test.len()
+    );
+    for (label, target) in head_targets() {
+        let mut counts: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+        for r in facts.train {
+            counts
+                .entry(target(&r.labels).unwrap_or("null".into()))
+                .or_default()
+                .0 += 1;
+        }
+        for r in facts.test {
+            counts
+                .entry(target(&r.labels).unwrap_or("null".into()))
+                .or_default()
+                .1 += 1;
+        }
+        for (value, (train, test)) in counts {
+            let _ = writeln!(out, "| {label} | {value} | {train} | {test} |");
+        }
+    }
+
+    let _ = writeln!(out, "\n## Scores\n");
+    let _ = writeln!(
+        out,
+        "Test: the model above on the corpus test split. Cross-validation: {}-fold on the \
+         train split (folds by a hash of the id), each fold classified by a model trained on \
+         the other folds with the same settings, rules included.\n",
+        facts.options.folds
+    );
+    let _ = writeln!(
+        out,
+        "| figure | test | cross-validation |\n| --- | ---: | ---: |"
+    );
+    type Figure = fn(&Scores) -> f64;
+    let rows: [(&str, Figure); 11] = [
+        ("intent macro-F1", |s| s.intent_macro_f1),
+        ("intent accuracy", |s| s.intent_accuracy),
+        ("category accuracy", |s| s.category_accuracy),
+        ("urgency accuracy", |s| s.urgency_accuracy),
+        ("language accuracy", |s| s.language_accuracy),
+        ("emergency recall", |s| s.emergency_recall),
+        ("emergency precision", |s| s.emergency_precision),
+        ("needs_human recall", |s| s.needs_human_recall),
+        ("needs_human precision", |s| s.needs_human_precision),
+        ("unit exact", |s| s.unit_exact),
+        ("pii kinds exact", |s| s.pii_exact),
+    ];
+    let _ = writeln!(
+        out,
+        "| messages | {} | {} |",
+        facts.test_scores.n, facts.cv_scores.n
+    );
+    for (name, get) in rows {
+        let _ = writeln!(
+            out,
+            "| {name} | {:.3} | {:.3} |",
+            get(facts.test_scores),
+            get(facts.cv_scores)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nThe thresholds that turn probabilities into decisions are constants of \
+         `src/triage/classify.rs`: low confidence below {}, model emergency from {}, model \
+         needs_human from {}.",
+        super::classify::LOW_CONFIDENCE,
+        super::classify::MODEL_EMERGENCY_MIN,
+        super::classify::MODEL_NEEDS_HUMAN_MIN
+    );
+    out
+}
