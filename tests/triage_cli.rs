@@ -132,3 +132,26 @@ fn triage_rejects_a_bad_model_file() {
         "the error names the file: {stderr}"
     );
 }
+
+#[test]
+fn dash_means_standard_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(CARETAKER)
+        .current_dir(dir.path())
+        .args(["triage", "--input", "-", "--output", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("caretaker starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"{\"id\": \"a\", \"text\": \"The kitchen tap drips\"}\n")
+        .expect("input written");
+    let output = child.wait_with_output().expect("caretaker exits");
+    assert!(output.status.success());
+    let line: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(line["id"], "a");
+    assert!(!dir.path().join("-").exists());
+}

@@ -34,7 +34,7 @@ pub use settings::{
     asset_points, load as load_settings, AssetModelSetup, DetectSection, DetectSettings, ModelEntry,
 };
 
-use super::alarm::{Alarm, Transition};
+use super::alarm::{Alarm, AlarmPolicy, Transition};
 use super::forecast::{Forecast, LimitSide, TrendForecaster};
 use super::multivariate::StreamingAssetScorer;
 use super::stream::{SensorDetector, StreamConfig, StreamVerdict};
@@ -143,6 +143,11 @@ struct SensorState {
     /// Set when the detector reported a silence; cleared by the next good reading.
     silent: bool,
     last_value: Option<f64>,
+    /// The last statistical fault the detector reported (spike, level shift, ...), its ratio
+    /// to the threshold, and until when it keeps feeding its alarm. The detector reports such
+    /// a fault on its first reading only, so without this hold no alarm with a minimum
+    /// duration could ever be raised by one.
+    latched: Option<(&'static str, f64, i64)>,
 }
 
 /// One alarm and the latest score of each sensor that feeds it. The alarm is fed the highest
@@ -417,6 +422,7 @@ impl Engine {
                     last_good_receive_ms: 0,
                     silent: false,
                     last_value: None,
+                    latched: None,
                 }
             })
     }
@@ -434,6 +440,7 @@ impl Engine {
             metrics.detect_readings_skipped.inc();
             return;
         }
+        let hold_ms = event_hold_ms(&self.setup.settings.alarm);
         let state = self.sensor_state(&info);
         state.last_good_receive_ms = state.last_good_receive_ms.max(row.receive_ts_ms);
         state.silent = false;
@@ -464,7 +471,8 @@ impl Engine {
                 .set(seconds);
         }
 
-        self.drive_stream(&info, ts, value, &verdict, metrics, out);
+        let faults = stream_faults(state, &verdict, ts, hold_ms);
+        self.drive_stream(&info, ts, value, &verdict, &faults, metrics, out);
         self.drive_limits(&info, ts, value, metrics, out);
         if let Some(score) = forecast_changed {
             self.drive_forecast(&info, ts, value, score, forecast, metrics, out);
@@ -472,29 +480,30 @@ impl Engine {
         self.feed_asset_row(&info, ts, value, metrics, out);
     }
 
-    /// Updates every stream alarm of the sensor's asset with this verdict. A verdict names at
-    /// most one fault kind; for the asset's other kinds this sensor now scores 0.
+    /// Updates every stream alarm of the sensor's asset with the sensor's current faults. For
+    /// the asset's other fault kinds this sensor now scores 0.
+    #[allow(clippy::too_many_arguments)]
     fn drive_stream(
         &mut self,
         info: &Arc<SensorInfo>,
         ts: i64,
         value: f64,
         verdict: &StreamVerdict,
+        faults: &[(&'static str, f64)],
         metrics: &Metrics,
         out: &mut DetectWrite,
     ) {
-        let ratio = report::ratio(verdict.score, verdict.threshold, verdict.is_anomaly);
-        let flagged = verdict
-            .is_anomaly
-            .then(|| verdict.kind.map(|k| k.as_str()).unwrap_or("anomaly"));
         let keys = self.stream_keys.entry(info.asset.clone()).or_default();
-        if let Some(kind) = flagged {
+        for (kind, _) in faults {
             keys.insert(report::stream_key(&info.asset, kind));
         }
         let keys: Vec<String> = keys.iter().cloned().collect();
         for key in keys {
             let kind = report::stream_key_kind(&key).unwrap_or("anomaly");
-            let sensor_ratio = if flagged == Some(kind) { ratio } else { 0.0 };
+            let sensor_ratio = faults
+                .iter()
+                .find(|(fault, _)| *fault == kind)
+                .map_or(0.0, |(_, ratio)| *ratio);
             let expected = verdict.expected;
             self.drive(
                 &key,
@@ -705,6 +714,55 @@ struct StoredRow {
 
 /// Starts the detection task: it follows the store, runs health checks and commits events
 /// and requests until `cancel` fires.
+/// How long a statistical fault keeps feeding its alarm after the detector reported it:
+/// long enough for the alarm's minimum duration to pass on readings that arrive every few
+/// seconds or minutes.
+fn event_hold_ms(policy: &AlarmPolicy) -> i64 {
+    policy
+        .min_duration_ms
+        .saturating_mul(2)
+        .saturating_add(60_000)
+}
+
+/// Returns the sensor's faults after `verdict`, each with its ratio to the threshold.
+///
+/// Faults that last (out of range, stuck, missing) hold their alarm for as long as the
+/// detector says they go on, so the alarm clears when the sensor recovers. A statistical fault
+/// is reported on its first reading only and is then held for `hold_ms`.
+fn stream_faults(
+    state: &mut SensorState,
+    verdict: &StreamVerdict,
+    ts: i64,
+    hold_ms: i64,
+) -> Vec<(&'static str, f64)> {
+    let mut faults = Vec::new();
+    let ratio = report::ratio(verdict.score, verdict.threshold, verdict.is_anomaly);
+    let active = state.detector.active_fault();
+    if verdict.is_anomaly {
+        let kind = verdict.kind.map_or("anomaly", |kind| kind.as_str());
+        faults.push((kind, ratio.max(1.0)));
+        if verdict.kind.is_none() || verdict.kind != active {
+            state.latched = Some((kind, ratio.max(1.0), ts.saturating_add(hold_ms)));
+        }
+    }
+    if let Some(kind) = active {
+        if !faults.iter().any(|(fault, _)| *fault == kind.as_str()) {
+            faults.push((kind.as_str(), ratio.max(1.0)));
+        }
+    }
+    match state.latched {
+        Some((kind, latched_ratio, until_ms)) if ts <= until_ms => {
+            let reported = faults.iter().any(|(fault, _)| *fault == kind);
+            if !reported {
+                faults.push((kind, latched_ratio));
+            }
+        }
+        Some(_) => state.latched = None,
+        None => {}
+    }
+    faults
+}
+
 pub fn spawn(
     setup: EngineSetup,
     store: StoreHandle,
@@ -1042,6 +1100,91 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count(&db, "SELECT count(*) FROM requests"), 1);
+    }
+
+    /// Feeds `values` of one sensor without device limits, one a second, through a fresh
+    /// store and engine, and returns the fault kinds of the events opened and how many events
+    /// are still open at the end.
+    async fn run_series(values: &[f64]) -> (Vec<String>, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("store.db");
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let policy = TimePolicy {
+            earliest_valid_ms: START_MS - 86_400_000,
+            max_future_ms: 300_000,
+        };
+        let keeper = Arc::new(TimeKeeper::new(clock, policy));
+        let metrics = Arc::new(Metrics::new());
+        let (store, writer) =
+            crate::store::open(StoreOptions::new(&db), keeper, metrics.clone()).unwrap();
+        let readings = values
+            .iter()
+            .enumerate()
+            .map(|(second, value)| Reading {
+                sensor_id: "ahu-1.supply_temp".to_string(),
+                asset: "ahu-1".to_string(),
+                metric: "supply_temp".to_string(),
+                ..reading(START_MS + second as i64 * 1000, Some(*value), Quality::Good)
+            })
+            .collect();
+        store
+            .write(Batch {
+                readings,
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        let mut engine = Engine::open(setup(db.clone())).unwrap();
+        let mut opened = Vec::new();
+        loop {
+            let (write, more) = engine.step(&metrics).unwrap();
+            opened.extend(open_kinds(&write));
+            store.write_detect(write).await.unwrap();
+            if !more {
+                break;
+            }
+        }
+        drop(engine);
+        drop(store);
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .unwrap();
+        let still_open = count(
+            &db,
+            "SELECT count(*) FROM anomaly_events WHERE closed_ms IS NULL",
+        );
+        (opened, still_open)
+    }
+
+    fn noisy(seed: u64, count: usize, level: f64) -> Vec<f64> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        (0..count)
+            .map(|_| level + (rng.f64() - 0.5) * 0.4)
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stuck_sensor_one_event_closed_on_recovery() {
+        let mut values = noisy(1, 300, 21.0);
+        values.extend(std::iter::repeat_n(21.37, 300));
+        values.extend(noisy(2, 200, 21.0));
+        let (opened, still_open) = run_series(&values).await;
+        // The flat line is also a drop of variance, which the detector sees first.
+        // NOTE: so a stuck sensor may open a `variance` event beside the `stuck` one.
+        assert!(opened.iter().any(|kind| kind == "stuck"), "{opened:?}");
+        assert!(opened.len() <= 2, "{opened:?}");
+        assert_eq!(still_open, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn level_shift_raises_an_event_despite_min_duration() {
+        let mut values = noisy(3, 300, 21.0);
+        values.extend(noisy(4, 100, 80.0));
+        values.extend(noisy(5, 300, 21.0));
+        let (opened, still_open) = run_series(&values).await;
+        assert!(!opened.is_empty(), "no event for a jump from 21 to 80");
+        assert!(opened.len() <= 2, "{opened:?}");
+        assert_eq!(still_open, 0);
     }
 
     fn open_kinds(write: &DetectWrite) -> Vec<String> {

@@ -22,7 +22,7 @@ pub struct DetectArgs {
     /// Recorded series (CSV with a header row; `-` reads standard input).
     #[arg(long, value_name = "CSV")]
     pub input: PathBuf,
-    /// Where to write one row per input row: timestamp,anomaly_score,is_anomaly,changepoint
+    /// Output CSV, one row per input row: timestamp,anomaly_score,is_anomaly,changepoint
     /// (`-` writes standard output).
     #[arg(long, value_name = "CSV")]
     pub output: PathBuf,
@@ -62,7 +62,7 @@ impl Series {
         self.timestamps.is_empty()
     }
 
-    /// The feature values of row `index`, in the order of `features`.
+    /// Returns the feature values of row `index`, in the order of `features`.
     pub fn row(&self, index: usize) -> Vec<Option<f64>> {
         self.columns.iter().map(|column| column[index]).collect()
     }
@@ -70,16 +70,29 @@ impl Series {
 
 /// Reads a series from a CSV file; `-` reads standard input.
 pub fn read_series(path: &Path) -> anyhow::Result<Series> {
+    read_series_with_warnings(path).map(|(series, _)| series)
+}
+
+/// Reads a series like [`read_series`] and also returns a warning for each feature column
+/// with cells that were not numbers and so count as missing.
+pub fn read_series_with_warnings(path: &Path) -> anyhow::Result<(Series, Vec<String>)> {
     let source = path.display().to_string();
     if path == Path::new("-") {
-        return parse_series(io::stdin().lock(), "standard input");
+        return parse_series_with_warnings(io::stdin().lock(), "standard input");
     }
     let file = File::open(path).with_context(|| format!("cannot open the input {source}"))?;
-    parse_series(file, &source)
+    parse_series_with_warnings(file, &source)
 }
 
 /// Parses a series from CSV text; `source` names it in errors.
-pub fn parse_series(mut reader: impl Read, source: &str) -> anyhow::Result<Series> {
+pub fn parse_series(reader: impl Read, source: &str) -> anyhow::Result<Series> {
+    parse_series_with_warnings(reader, source).map(|(series, _)| series)
+}
+
+fn parse_series_with_warnings(
+    mut reader: impl Read,
+    source: &str,
+) -> anyhow::Result<(Series, Vec<String>)> {
     let mut text = Vec::new();
     reader
         .read_to_end(&mut text)
@@ -118,6 +131,8 @@ pub fn parse_series(mut reader: impl Read, source: &str) -> anyhow::Result<Serie
 
     let mut timestamps = Vec::new();
     let mut cells: Vec<Vec<Option<f64>>> = vec![Vec::new(); candidates.len()];
+    // Per column: cells that held text other than a finite number, and the first of them.
+    let mut rejected: Vec<(usize, String)> = vec![(0, String::new()); candidates.len()];
     for (index, record) in csv.records().enumerate() {
         let line = index + 2;
         let record = record.with_context(|| format!("{source}: line {line}: malformed CSV"))?;
@@ -130,36 +145,74 @@ pub fn parse_series(mut reader: impl Read, source: &str) -> anyhow::Result<Serie
         }
         timestamps.push(record.get(time_column).unwrap_or_default().to_string());
         for (column, &field) in candidates.iter().enumerate() {
-            let value = record
-                .get(field)
-                .and_then(|cell| cell.trim().parse::<f64>().ok())
-                .filter(|value| value.is_finite());
+            let cell = record.get(field).unwrap_or_default().trim();
+            let value = cell.parse::<f64>().ok().filter(|value| value.is_finite());
+            if value.is_none() && !cell.is_empty() {
+                let (count, first) = &mut rejected[column];
+                if *count == 0 {
+                    *first = format!("`{cell}` on line {line}");
+                }
+                *count += 1;
+            }
             cells[column].push(value);
         }
     }
 
     let mut features = Vec::new();
     let mut columns = Vec::new();
+    let mut warnings = Vec::new();
     for (column, &field) in candidates.iter().enumerate() {
         if cells[column].iter().any(Option::is_some) || timestamps.is_empty() {
             features.push(header[field].clone());
             columns.push(std::mem::take(&mut cells[column]));
+            let (count, first) = &rejected[column];
+            if *count > 0 {
+                warnings.push(format!(
+                    "{source}: column `{}`: {count} cell(s) are not finite numbers (first: \
+                     {first}) and count as missing",
+                    header[field]
+                ));
+            }
+        } else if rejected[column].0 > 0 {
+            warnings.push(format!(
+                "{source}: column `{}` holds no number (first cell: {}) and is not a feature",
+                header[field], rejected[column].1
+            ));
         }
     }
+    let decimal_comma = rejected
+        .iter()
+        .any(|(_, first)| first.starts_with('`') && first.contains(',') && delimiter == b';');
     if features.is_empty() {
+        let hint = if decimal_comma {
+            "; the cells look like decimal commas, which this reader does not take: write \
+             decimals with a point"
+        } else {
+            ""
+        };
         bail!(
             "{source}: no numeric column besides the time column `{}`; expected at least one \
-             feature such as `value`",
+             feature such as `value`{hint}",
             header[time_column]
         );
     }
-    let times_ms = timestamps.iter().map(|text| parse_time_ms(text)).collect();
-    Ok(Series {
+    let times_ms: Vec<Option<i64>> = timestamps.iter().map(|text| parse_time_ms(text)).collect();
+    let unreadable = times_ms.iter().filter(|time| time.is_none()).count();
+    if unreadable > 0 {
+        warnings.push(format!(
+            "{source}: {unreadable} timestamp(s) in column `{}` are not times (expected \
+             `YYYY-MM-DD HH:MM:SS`, RFC 3339 or a Unix epoch number); those rows take the \
+             previous row's time",
+            header[time_column]
+        ));
+    }
+    let series = Series {
         timestamps,
         times_ms,
         features,
         columns,
-    })
+    };
+    Ok((series, warnings))
 }
 
 /// Reads a time cell: `YYYY-MM-DD HH:MM:SS[.fff]` (taken as UTC), RFC 3339, or a Unix epoch
@@ -238,7 +291,10 @@ fn detect(args: &DetectArgs) -> anyhow::Result<()> {
         },
         None => None,
     };
-    let series = read_series(&args.input)?;
+    let (series, warnings) = read_series_with_warnings(&args.input)?;
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
     let model = args.model.as_deref().map(AssetModel::load).transpose()?;
     let outputs = match (&config, &model) {
         (Some(config), None) if series.features.len() == 1 => {
@@ -340,5 +396,31 @@ mod tests {
         assert_eq!(known.missing_intervals, config.detect.missing_intervals);
         let unknown = stream_config_for(&config, "value");
         assert_eq!((unknown.min, unknown.max), (None, None));
+    }
+
+    #[test]
+    fn warns_about_cells_that_are_not_numbers() {
+        let text = "datetime;a;b\nnot-a-time;0,5;1.0\n2020-03-09 10:14:34;1e999;2.0\n";
+        let (series, warnings) = parse_series_with_warnings(text.as_bytes(), "x.csv").unwrap();
+        assert_eq!(series.features, ["b"]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("column `a` holds no number"),
+            "{warnings:?}"
+        );
+        assert!(warnings[1].contains("1 timestamp(s)"), "{warnings:?}");
+
+        let text = "datetime;a\n2020-03-09 10:14:33;0,5\n2020-03-09 10:14:34;0,7\n";
+        let err = parse_series(text.as_bytes(), "y.csv").unwrap_err();
+        assert!(err.to_string().contains("decimal commas"), "{err}");
+
+        let text = "t,v\n1,1.0\n2,oops\n3,\n";
+        let (_, warnings) = parse_series_with_warnings(text.as_bytes(), "z.csv").unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("column `v`: 1 cell(s)"),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].contains("`oops` on line 3"), "{warnings:?}");
     }
 }

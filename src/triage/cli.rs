@@ -14,10 +14,10 @@ use super::{Classifier, Triage};
 /// Arguments of `caretaker triage`.
 #[derive(Debug, clap::Args)]
 pub struct TriageArgs {
-    /// JSON lines `{"id": …, "text": …}` to classify; standard input when absent.
+    /// JSON lines `{"id": …, "text": …}` to classify; standard input when absent or `-`.
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Output file for one JSON line per input line; standard output when absent.
+    /// Output file for one JSON line per input line; standard output when absent or `-`.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// A model file written by `caretaker train-triage`, in place of the built-in model.
@@ -72,14 +72,15 @@ fn run_triage(args: &TriageArgs) -> anyhow::Result<()> {
              `caretaker train-triage`",
         )?,
     };
-    let input: Box<dyn Read> = match &args.input {
+    let dash = |path: &&PathBuf| path.as_os_str() != "-";
+    let input: Box<dyn Read> = match args.input.as_ref().filter(dash) {
         Some(path) => Box::new(
             std::fs::File::open(path)
                 .with_context(|| format!("failed to open input {}", path.display()))?,
         ),
         None => Box::new(std::io::stdin().lock()),
     };
-    let output: Box<dyn Write> = match &args.output {
+    let output: Box<dyn Write> = match args.output.as_ref().filter(dash) {
         Some(path) => Box::new(
             std::fs::File::create(path)
                 .with_context(|| format!("failed to create output {}", path.display()))?,

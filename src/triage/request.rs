@@ -1,9 +1,9 @@
 //! Triage of a detector's maintenance request, so that a request from the readings leaves
 //! triage with the same fields as a tenant's message and dispatch treats both alike.
 //!
-//! Nothing here is inferred from text: the detector already chose the trade, the urgency and
-//! the audience, and this module maps them onto the label schema and explains where each field
-//! came from.
+//! Nothing here is inferred from text, because the detector already chose the trade, the
+//! urgency and the audience. This module maps them onto the label schema and records in the
+//! explanation where each field came from.
 
 use serde_json::{json, Value};
 
@@ -34,7 +34,7 @@ const CATEGORIES: &[&str] = &[
 /// The intent is `emergency` for an emergency and `maintenance_request` otherwise. A human
 /// takes over every emergency, every request for the operator and every critical one. A
 /// language or category outside the schema is replaced (by `da` and `other`), and the
-/// explanation says so.
+/// explanation lists each replacement.
 pub fn triage_request(request: &MaintenanceRequest, language: &str) -> Triage {
     let mut notes: Vec<String> = Vec::new();
     let language = match language.trim().to_ascii_lowercase().as_str() {

@@ -365,7 +365,8 @@ pub fn card(facts: &CardFacts) -> String {
         out,
         "\nThe thresholds that turn probabilities into decisions are constants of \
          `src/triage/classify.rs`: low confidence below {}, model emergency from {}, model \
-         needs_human from {}.",
+         needs_human from {}. The low-confidence and needs_human thresholds were chosen by \
+         cross-validation on the train split.",
         super::classify::LOW_CONFIDENCE,
         super::classify::MODEL_EMERGENCY_MIN,
         super::classify::MODEL_NEEDS_HUMAN_MIN

@@ -125,6 +125,9 @@ impl Default for DetectSettings {
     }
 }
 
+/// Longest duration a `[detect]` key accepts: 10 years.
+const MAX_DURATION_SECS: u64 = 10 * 366 * 86_400;
+
 fn secs_ms(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
@@ -174,6 +177,26 @@ pub fn load(
     for (key, value) in positive {
         if value == 0 {
             file.report_at(diags, &["detect", key], "must be greater than 0");
+        }
+    }
+    // Durations are added to clock readings, so an absurd one would overflow a timer.
+    let durations = [
+        ("poll_interval_ms", section.poll_interval_ms / 1000),
+        ("min_duration_secs", section.min_duration_secs),
+        ("clear_hold_secs", section.clear_hold_secs),
+        ("cooldown_secs", section.cooldown_secs),
+        ("stale_after_secs", section.stale_after_secs),
+        ("health_interval_secs", section.health_interval_secs),
+        ("forecast_window_secs", section.forecast_window_secs),
+        ("forecast_horizon_secs", section.forecast_horizon_secs),
+    ];
+    for (key, secs) in durations {
+        if secs > MAX_DURATION_SECS {
+            file.report_at(
+                diags,
+                &["detect", key],
+                format!("too long; give at most {MAX_DURATION_SECS} seconds (10 years)"),
+            );
         }
     }
     for (key, value) in [
@@ -341,7 +364,8 @@ mod tests {
     #[test]
     fn reports_bad_values_with_place() {
         let (_, problems) = load_text(
-            "[detect]\nclear_ratio = 1.5\nforecast_min_points = 1\npoll_interval_ms = 0\n",
+            "[detect]\nclear_ratio = 1.5\nforecast_min_points = 1\npoll_interval_ms = 0\n\
+             health_interval_secs = 9223372036854775807\n",
         );
         assert!(
             problems
@@ -359,6 +383,12 @@ mod tests {
             problems
                 .iter()
                 .any(|p| p.contains("detect.poll_interval_ms")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("detect.health_interval_secs") && p.contains("too long")),
             "{problems:?}"
         );
     }
