@@ -342,22 +342,40 @@ fn robust_scaling(rows: &[Vec<Option<f64>>], features: usize) -> Scaling {
     }
 }
 
-/// Scales the rows into a matrix, replacing missing values by the median (0 after scaling).
+/// Largest distance from the median, in robust standard deviations, that a training value may
+/// have. A row with a wilder value (a glitch such as 1e308) is left out of the fit and the
+/// thresholds, because it is not normal operation and would dominate both.
+const FIT_CLIP: f64 = 20.0;
+
+/// Scales the rows into a matrix, replacing missing values by the median (0 after scaling) and
+/// leaving out rows with a value beyond `FIT_CLIP` robust standard deviations.
 fn scaled_matrix(rows: &[Vec<Option<f64>>], scaling: &Scaling) -> (Array2<f64>, usize) {
     let features = scaling.center.len();
     let mut imputed = 0;
-    let mut matrix = Array2::zeros((rows.len(), features));
-    for (r, row) in rows.iter().enumerate() {
-        for j in 0..features {
-            matrix[[r, j]] = match row[j] {
-                Some(value) => (value - scaling.center[j]) / scaling.scale[j],
+    let mut kept: Vec<f64> = Vec::with_capacity(rows.len() * features);
+    for row in rows {
+        let mut scaled = Vec::with_capacity(features);
+        let mut row_imputed = 0;
+        for (j, cell) in row.iter().take(features).enumerate() {
+            match *cell {
+                Some(value) => scaled.push((value - scaling.center[j]) / scaling.scale[j]),
                 None => {
-                    imputed += 1;
-                    0.0
+                    row_imputed += 1;
+                    scaled.push(0.0);
                 }
-            };
+            }
+        }
+        // A short row is missing its last features, which take the median like any gap.
+        row_imputed += features - scaled.len();
+        scaled.resize(features, 0.0);
+        if scaled.iter().all(|z| z.abs() <= FIT_CLIP) {
+            imputed += row_imputed;
+            kept.extend(scaled);
         }
     }
+    let count = kept.len() / features.max(1);
+    let matrix = Array2::from_shape_vec((count, features), kept)
+        .expect("every kept row has one value per feature");
     (matrix, imputed)
 }
 

@@ -74,6 +74,10 @@ use serde::{Deserialize, Serialize};
 pub use fit::{fit_model, FitOptions, ModelKind, TrainingData};
 pub use streaming::{score_series, StreamingAssetScorer, StreamingOptions, Transition};
 
+/// Largest distance from the median, in robust standard deviations, that a scaled input may
+/// have when scored.
+const MAX_SCALED: f64 = 1e6;
+
 /// Version of the model file layout that this build reads and writes. Version 2 added
 /// [`AssetModel::inputs`].
 pub const FORMAT_VERSION: u32 = 2;
@@ -474,7 +478,11 @@ impl AssetModel {
                     .flatten()
                     .filter(|v| v.is_finite())
                 {
-                    Some(value) => (value - self.scaling.center[index]) / self.scaling.scale[index],
+                    // Bounded, so that a wild reading (1e308) scores as extreme without
+                    // overflowing to infinity and poisoning the moving average with NaN.
+                    Some(value) => ((value - self.scaling.center[index])
+                        / self.scaling.scale[index])
+                        .clamp(-MAX_SCALED, MAX_SCALED),
                     None => {
                         imputed.push(self.features[index].clone());
                         0.0

@@ -540,6 +540,23 @@ mod tests {
     }
 
     #[test]
+    fn wild_value_does_not_poison_fit_or_scores() {
+        let mut series = series_with_fault(1000, (700, 900));
+        series.columns[0][10] = Some(1e308);
+        series.columns[1][600] = Some(-1e308);
+        let outputs = score_series(&series, 500, None).unwrap();
+        assert!(outputs.iter().all(|o| o.score.is_finite()));
+        let flagged =
+            |range: std::ops::Range<usize>| range.filter(|&row| outputs[row].is_anomaly).count();
+        let all: Vec<usize> = (0..1000).filter(|&row| outputs[row].is_anomaly).collect();
+        assert!(flagged(720..900) > 150, "the fault is still found: {all:?}");
+        assert!(
+            flagged(620..700) == 0,
+            "normal rows after the wild value are not flagged"
+        );
+    }
+
+    #[test]
     fn too_few_warmup_rows_rejected() {
         let series = series_with_fault(300, (200, 250));
         let err = score_series(&series, 10, None).unwrap_err().to_string();
