@@ -1,7 +1,7 @@
-//! Detection in `caretaker run`, end to end: a pymodbus circulation pump whose bearing heats
-//! up yields one predictive maintenance request before the bearing reaches its alarm limit,
-//! and a pump that stops replying yields one operator request that closes when it replies
-//! again, also across a gateway restart. Everything lands in the gateway's SQLite file.
+//! Detection in `caretaker run`, end to end. A pymodbus circulation pump whose bearing heats up
+//! yields one predictive maintenance request before the bearing reaches its alarm limit. A
+//! pump that stops replying yields one operator request, which closes when it replies again,
+//! also across a gateway restart. Everything lands in the gateway's SQLite file.
 
 mod support;
 

@@ -17,39 +17,39 @@ const INTENTS: &[&str] = &[
 const URGENCIES: &[&str] = &["emergency", "urgent", "routine", "none"];
 const PII: &[&str] = &["phone", "email", "cpr", "iban", "name"];
 
-fn assert_valid(t: &Triage, what: &str) {
+fn assert_valid(t: &Triage, case: &str) {
     assert!(
         t.language == "da" || t.language == "en",
-        "language of {what}: {}",
+        "language of {case}: {}",
         t.language
     );
     assert!(
         INTENTS.contains(&t.intent.as_str()),
-        "intent of {what}: {}",
+        "intent of {case}: {}",
         t.intent
     );
     assert!(
         URGENCIES.contains(&t.urgency.as_str()),
-        "urgency of {what}: {}",
+        "urgency of {case}: {}",
         t.urgency
     );
     assert!(
         t.pii.iter().all(|k| PII.contains(&k.as_str())),
-        "pii of {what}: {:?}",
+        "pii of {case}: {:?}",
         t.pii
     );
     assert!(
         (0.0..=1.0).contains(&t.confidence),
-        "confidence of {what}: {}",
+        "confidence of {case}: {}",
         t.confidence
     );
     assert_eq!(
         t.intent == "emergency",
         t.urgency == "emergency",
-        "emergency of {what}"
+        "emergency of {case}"
     );
-    assert!(t.explanation.is_object(), "explanation of {what}");
-    assert!(serde_json::to_string(t).is_ok(), "serialising {what}");
+    assert!(t.explanation.is_object(), "explanation of {case}");
+    assert!(serde_json::to_string(t).is_ok(), "serialising {case}");
 }
 
 #[test]
@@ -72,9 +72,9 @@ fn edge_inputs_get_valid_answers() {
         ),
         ("digits only", "2. tv 1234567890 +45 00 00 00 00".into()),
     ];
-    for (what, text) in &cases {
+    for (case, text) in &cases {
         let t = classify(text);
-        assert_valid(&t, what);
+        assert_valid(&t, case);
         let _ = redact(text);
     }
     let long = &cases[2].1;

@@ -727,7 +727,7 @@ fn event_hold_ms(policy: &AlarmPolicy) -> i64 {
 /// Returns the sensor's faults after `verdict`, each with its ratio to the threshold.
 ///
 /// Faults that last (out of range, stuck, missing) hold their alarm for as long as the
-/// detector says they go on, so the alarm clears when the sensor recovers. A statistical fault
+/// detector reports them, so the alarm clears when the sensor recovers. A statistical fault
 /// is reported on its first reading only and is then held for `hold_ms`.
 fn stream_faults(
     state: &mut SensorState,
@@ -1169,7 +1169,7 @@ mod tests {
         values.extend(std::iter::repeat_n(21.37, 300));
         values.extend(noisy(2, 200, 21.0));
         let (opened, still_open) = run_series(&values).await;
-        // The flat line is also a drop of variance, which the detector sees first.
+        // The flat line is also a drop of variance, which the detector reports first.
         // NOTE: so a stuck sensor may open a `variance` event beside the `stuck` one.
         assert!(opened.iter().any(|kind| kind == "stuck"), "{opened:?}");
         assert!(opened.len() <= 2, "{opened:?}");

@@ -314,7 +314,7 @@ fn detect(args: &DetectArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The streaming settings that `run` would use for a sensor named `feature`: the physical
+/// Returns the streaming settings that `run` uses for a sensor named `feature`: the physical
 /// limits of the Modbus point of that name (the first device map that has one) and the
 /// `[detect]` missing-data rule.
 pub fn stream_config_for(config: &crate::config::GatewayConfig, feature: &str) -> StreamConfig {
@@ -388,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn config_supplies_the_limits_of_the_point_named_like_the_feature() {
+    fn config_limits_from_named_point() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/gateway.toml");
         let config = crate::config::load(&path).unwrap();
         let known = stream_config_for(&config, "bearing_temperature_drive_end");

@@ -8,7 +8,7 @@
 //! Tables (see [`schema`]): `sensors`, `readings` (deduplicated on sensor and source
 //! timestamp), `rollup_minute`, `rollup_hour`, `quarantine`, `audit` (append-only),
 //! `evictions`, `meta`, and the view `readings_view` that joins readings with their sensor.
-//! `messages` holds tenant messages and their triage ([`messages`] has its duplicate rule).
+//! `messages` contains tenant messages and their triage ([`messages`] has its duplicate rule).
 
 mod maintenance;
 mod messages;

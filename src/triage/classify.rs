@@ -244,7 +244,7 @@ fn behaviour_complaint(
     }
 }
 
-/// Turns a repair request into a general question when the sender asks for information while
+/// Turns a repair request into a general question when the sender requests information while
 /// nothing is broken, and the model finds a question plausible.
 fn practical_question(
     chosen: String,

@@ -125,7 +125,7 @@ impl Default for DetectSettings {
     }
 }
 
-/// Longest duration a `[detect]` key accepts: 10 years.
+/// Maximum duration of a `[detect]` key: 10 years.
 const MAX_DURATION_SECS: u64 = 10 * 366 * 86_400;
 
 fn secs_ms(secs: u64) -> i64 {

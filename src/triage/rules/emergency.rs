@@ -359,7 +359,7 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                 r"installation\w*)|elskab\w*|maalerskab\w*|ledning\w*)\b"
             )),
         ),
-        // Water streaming into rooms through a ceiling, wall or floor is flooding; a drip that
+        // Water streaming into rooms through a ceiling, wall or floor is flooding. A drip that
         // a bucket catches is an urgent leak, so those words keep the clause out.
         not_in(
             t(
@@ -589,8 +589,8 @@ static PERSON_INSIDE: LazyLock<Regex> = LazyLock::new(|| {
         r"sad) (?:\w+ ){1,3}fast|kan ikke faa doeren op)\b"
     ))
 });
-/// Nobody in the lift. "Nobody answers the alarm" says nothing about who is inside, so the
-/// word needs a place or a state after it.
+/// Matches "nobody in the lift". "Nobody answers the alarm" tells nothing about who is inside,
+/// so the word needs a place or a state after it.
 static NOBODY: LazyLock<Regex> = LazyLock::new(|| {
     regex(concat!(
         r"\b(?:(?:no ?one|nobody|ingen|no people) (?:\w+ ){0,2}(?:inside|in it|in there|",
@@ -704,7 +704,7 @@ static NOTHING_TAKEN: LazyLock<Regex> = LazyLock::new(|| {
 static VEHICLE: LazyLock<Regex> =
     LazyLock::new(|| regex(r"\b(?:bil\w*|car|cars|cykel\w*|bike\w*|bicycles?)\b"));
 
-/// Finds a break-in told in several sentences: an entrance that was forced and someone who
+/// Finds a break-in described over several sentences: an entrance that was forced and someone who
 /// got in or took something. A stolen bike or a car window is no entrance of the building.
 fn break_in_across_sentences(text: &str) -> Option<Emergency> {
     let parts = clauses(text);

@@ -1,4 +1,4 @@
-//! Cues of a practical question that only sounds like a repair: the sender says that nothing
+//! Cues of a practical question that only sounds like a repair: the sender writes that nothing
 //! is broken, asks whether something is allowed, or asks when planned works will happen.
 
 use std::sync::LazyLock;
@@ -43,7 +43,7 @@ static QUESTION_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
 });
 
 /// Finds the cues of a practical question in `text`. A message with a cue and a question mark
-/// asks for information, so the classifier may read it as a general question.
+/// requests information, so the classifier may read it as a general question.
 pub fn practical_question_cues(text: &str) -> Vec<Fired> {
     if !text.contains('?') {
         return Vec::new();

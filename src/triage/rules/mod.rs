@@ -1,6 +1,7 @@
-//! Hand-written rules of triage: the emergency lexicon with negation and hypothetical
-//! handling, the triggers that hand a message to a human, cues of urgent repairs, cues of
-//! practical questions that sound like repairs, and the word lists that decide the language.
+//! Hand-written rules of triage. They cover the emergency lexicon with negation and
+//! hypothetical handling, the triggers that hand a message to a human, and cues of urgent
+//! repairs. Cues of practical questions that sound like repairs and the word lists that decide
+//! the language are here too.
 //!
 //! Every rule runs on clauses of the normalised text (see [`super::text::normalise`]), so
 //! "røg", "roeg" and "ROEG" are the same word and digits are all `0`.
