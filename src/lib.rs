@@ -11,6 +11,7 @@ pub mod logging;
 pub mod metrics;
 pub mod modbus;
 pub mod mqtt;
+pub mod protocol;
 pub mod reading;
 pub mod secret;
 pub mod sim;

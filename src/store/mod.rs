@@ -12,6 +12,7 @@
 
 mod maintenance;
 mod messages;
+pub mod outbox;
 pub mod schema;
 mod writer;
 
@@ -336,11 +337,20 @@ pub enum StoreError {
     Thread(String),
     #[error("{0}")]
     Lock(String),
+    /// The work given to [`StoreHandle::transact`] failed; nothing of it was committed.
+    #[error("transaction rolled back: {0}")]
+    Rejected(String),
 }
+
+/// Work that runs inside a write transaction of its own. It may run more than once: when the
+/// commit fails for a passing reason (a lock, a full disk), the transaction is rolled back and
+/// the work runs again.
+pub(crate) type Exec = Box<dyn FnMut(&rusqlite::Transaction<'_>) -> rusqlite::Result<()> + Send>;
 
 pub(crate) struct Job {
     pub(crate) batch: Batch,
     pub(crate) detect: Option<DetectWrite>,
+    pub(crate) exec: Option<Exec>,
     pub(crate) queued: std::time::Instant,
     pub(crate) done: oneshot::Sender<Result<Committed, String>>,
 }
@@ -362,7 +372,8 @@ impl Future for Pending {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.rx).poll(cx).map(|result| match result {
             Ok(Ok(committed)) => Ok(committed),
-            Ok(Err(_)) | Err(_) => Err(StoreError::Closed),
+            Ok(Err(message)) => Err(StoreError::Rejected(message)),
+            Err(_) => Err(StoreError::Closed),
         })
     }
 }
@@ -375,6 +386,7 @@ impl StoreHandle {
         let job = Job {
             batch,
             detect: None,
+            exec: None,
             queued: std::time::Instant::now(),
             done,
         };
@@ -399,11 +411,46 @@ impl StoreHandle {
         let job = Job {
             batch: Batch::default(),
             detect: Some(write),
+            exec: None,
             queued: std::time::Instant::now(),
             done,
         };
         self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
         Pending { rx }.await.map(|_| ())
+    }
+
+    /// Runs `work` in a write transaction of its own on the writer thread, commits it and
+    /// returns what `work` returned. An error from `work` rolls the transaction back and comes
+    /// back as [`StoreError::Rejected`]; a commit that fails for a passing reason (a lock held
+    /// by another process, a full disk) is retried, running `work` again, so `work` must read
+    /// what it needs inside the transaction.
+    pub async fn transact<T, F>(&self, mut work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let slot = Arc::new(std::sync::Mutex::new(None));
+        let out = Arc::clone(&slot);
+        let exec: Exec = Box::new(move |tx| {
+            let value = work(tx)?;
+            *out.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(value);
+            Ok(())
+        });
+        let (done, rx) = oneshot::channel();
+        let job = Job {
+            batch: Batch::default(),
+            detect: None,
+            exec: Some(exec),
+            queued: std::time::Instant::now(),
+            done,
+        };
+        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
+        Pending { rx }.await?;
+        let value = slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        value.ok_or(StoreError::Closed)
     }
 }
 

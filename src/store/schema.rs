@@ -184,6 +184,26 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_received ON messages(received_ts_ms);
     CREATE INDEX messages_untriaged ON messages(id) WHERE state = 'received';
     ",
+    // 4: the outbox of events for the central office.
+    "
+    -- seq is the gateway's sequence of events; event_id (a UUIDv7) is the idempotency key.
+    -- kind: ticket, tenant_update, anomaly or telemetry; telemetry rows go first when the
+    -- outbox is full and ticket rows never. payload is the event's JSON payload.
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL
+            CHECK (kind IN ('ticket', 'tenant_update', 'anomaly', 'telemetry')),
+        ticket TEXT,
+        ts_ms INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_ticket ON outbox(ticket, seq);
+    CREATE INDEX outbox_kind ON outbox(kind, seq);
+    ",
 ];
 
 /// Brings the schema up to date, one transaction per migration.

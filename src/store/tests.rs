@@ -328,3 +328,49 @@ async fn second_writer_on_same_file_rejected() {
     drop(store);
     writer.join();
 }
+
+#[tokio::test]
+async fn transact_commits_its_work_and_rolls_back_a_failure() {
+    let fixture = Fixture::new();
+    let (store, writer) = fixture.open(fixture.options());
+    let inserted = store
+        .transact(|tx| {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('transact-test', 7)",
+                [],
+            )?;
+            tx.query_row(
+                "SELECT COUNT(*) FROM meta WHERE key = 'transact-test'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    let failed = store
+        .transact(|tx| {
+            tx.execute("DELETE FROM meta WHERE key = 'transact-test'", [])?;
+            tx.execute("INSERT INTO no_such_table VALUES (1)", [])
+        })
+        .await;
+    assert!(
+        matches!(&failed, Err(StoreError::Rejected(message)) if message.contains("no_such_table")),
+        "{failed:?}"
+    );
+    // Readings batches still commit around a rejected transaction.
+    store
+        .write(batch(vec![reading("a", NOW_MS, 1.0)]))
+        .await
+        .unwrap();
+    drop(store);
+    writer.join();
+    assert_eq!(
+        count(
+            &fixture.path,
+            "SELECT COUNT(*) FROM meta WHERE key = 'transact-test'"
+        ),
+        1
+    );
+    assert_eq!(count(&fixture.path, "SELECT COUNT(*) FROM readings"), 1);
+}

@@ -121,9 +121,14 @@ impl Writer {
             let wait = next_maintenance.saturating_duration_since(Instant::now());
             let received = runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
             match received {
+                Ok(Some(first)) if first.exec.is_some() => self.run_exec(first, &runtime),
                 Ok(Some(first)) => {
-                    let jobs = self.gather(first, &mut rx, &runtime);
+                    let mut own = Vec::new();
+                    let jobs = self.gather(first, &mut rx, &runtime, &mut own);
                     self.commit_jobs(jobs, &runtime);
+                    for job in own {
+                        self.run_exec(job, &runtime);
+                    }
                 }
                 Ok(None) => break,
                 Err(_elapsed) => {}
@@ -139,12 +144,14 @@ impl Writer {
 
     /// Collects the batches that arrive within the commit delay after `first`, up to
     /// `max_batch_readings`. Every commit rewrites whole pages and syncs the log, so at a
-    /// steady trickle, gathering for a few milliseconds saves most of the disk writes.
+    /// steady trickle, gathering for a few milliseconds saves most of the disk writes. Jobs
+    /// that run in a transaction of their own go to `own`, in their order.
     fn gather(
         &self,
         first: Job,
         rx: &mut mpsc::Receiver<Job>,
         runtime: &tokio::runtime::Runtime,
+        own: &mut Vec<Job>,
     ) -> Vec<Job> {
         let deadline = tokio::time::Instant::from_std(first.queued + self.options.commit_delay);
         let mut readings = first.batch.readings.len();
@@ -163,6 +170,10 @@ impl Writer {
             let Some(job) = next else {
                 break;
             };
+            if job.exec.is_some() {
+                own.push(job);
+                continue;
+            }
             readings += job.batch.readings.len();
             jobs.push(job);
         }
@@ -232,6 +243,55 @@ impl Writer {
                 .observe(job.queued.elapsed().as_secs_f64());
             let _ = job.done.send(Ok(committed));
         }
+    }
+
+    /// Runs a job's own work in a transaction of its own. An error from the work is the
+    /// caller's to handle and is returned; a commit that fails because of a lock or a full
+    /// disk is retried as batches are.
+    fn run_exec(&mut self, mut job: Job, runtime: &tokio::runtime::Runtime) {
+        let Some(mut work) = job.exec.take() else {
+            return;
+        };
+        let mut attempt: u32 = 0;
+        let outcome = loop {
+            let result = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .and_then(|tx| {
+                    work(&tx)?;
+                    tx.commit()
+                });
+            let err = match result {
+                Ok(()) => break Ok(Committed::default()),
+                Err(err) => err,
+            };
+            let passing = matches!(
+                err.sqlite_error_code(),
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull)
+            );
+            if !passing {
+                break Err(err.to_string());
+            }
+            self.metrics.store_commit_errors.inc();
+            if let Some(held_back) = self.error_log.allow(Instant::now()) {
+                tracing::error!(
+                    error = %err,
+                    attempt = attempt + 1,
+                    repeats_not_logged = held_back,
+                    "cannot commit a transaction; retrying"
+                );
+            }
+            if matches!(err.sqlite_error_code(), Some(ErrorCode::DiskFull)) {
+                maintenance::free_space_after_disk_full(self);
+            }
+            let backoff_ms = (50u64 << attempt.min(7)).min(5_000);
+            runtime.block_on(async { tokio::time::sleep(Duration::from_millis(backoff_ms)).await });
+            attempt = attempt.saturating_add(1);
+        };
+        if outcome.is_ok() {
+            self.metrics.store_commits.inc();
+        }
+        let _ = job.done.send(outcome);
     }
 
     fn try_commit(&mut self, jobs: &[Job]) -> rusqlite::Result<Vec<Committed>> {
