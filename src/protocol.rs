@@ -36,6 +36,8 @@ pub enum EventKind {
     TenantUpdate,
     /// A summary of an anomaly event (asset, fault, score, sensors, window).
     Anomaly,
+    /// An [`AuditEntry`] of a decision about a ticket.
+    Audit,
     /// Counts and summaries of readings; the first to go when the outbox is full.
     Telemetry,
 }
@@ -46,6 +48,7 @@ impl EventKind {
             EventKind::Ticket => "ticket",
             EventKind::TenantUpdate => "tenant_update",
             EventKind::Anomaly => "anomaly",
+            EventKind::Audit => "audit",
             EventKind::Telemetry => "telemetry",
         }
     }
@@ -55,6 +58,7 @@ impl EventKind {
             "ticket" => EventKind::Ticket,
             "tenant_update" => EventKind::TenantUpdate,
             "anomaly" => EventKind::Anomaly,
+            "audit" => EventKind::Audit,
             "telemetry" => EventKind::Telemetry,
             _ => return None,
         })
@@ -141,6 +145,20 @@ pub struct TenantUpdate {
     pub template: String,
     pub text: String,
     pub ts_ms: i64,
+}
+
+/// The payload of an [`EventKind::Audit`] event: one row of the gateway's hash-chained audit
+/// log that concerns a ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub ticket: String,
+    pub ts_ms: i64,
+    pub actor: String,
+    pub action: String,
+    /// Inputs, rule or model version and outcome.
+    pub detail: serde_json::Value,
+    /// The row's hash in the gateway's chain, hex.
+    pub hash: String,
 }
 
 /// What a gateway pulls: one decision of the office or report of a vendor, in the office's

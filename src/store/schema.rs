@@ -193,7 +193,7 @@ const MIGRATIONS: &[&str] = &[
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         event_id TEXT NOT NULL UNIQUE,
         kind TEXT NOT NULL
-            CHECK (kind IN ('ticket', 'tenant_update', 'anomaly', 'telemetry')),
+            CHECK (kind IN ('ticket', 'tenant_update', 'anomaly', 'audit', 'telemetry')),
         ticket TEXT,
         ts_ms INTEGER NOT NULL,
         payload TEXT NOT NULL,
@@ -203,6 +203,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_ticket ON outbox(ticket, seq);
     CREATE INDEX outbox_kind ON outbox(kind, seq);
+    ",
+    // 5: tickets, their history, the tenant directory and dispatch.
+    "
+    -- (filled in by the dispatch change)
+    ",
+    // 6: sync state beyond the outbox.
+    "
+    -- (filled in by the sync change)
     ",
 ];
 
