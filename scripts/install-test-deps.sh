@@ -2,7 +2,9 @@
 # Installs what the integration tests run beside caretaker, and does nothing when all of it is
 # there already:
 # - Debian packages: Mosquitto (broker and clients), socat (pty pairs for Modbus RTU), sqlite3,
-#   openssl (test certificates);
+#   openssl (test certificates), PostgreSQL (initdb, pg_ctl and psql for the central office's
+#   tests, which start their own cluster unless CARETAKER_TEST_PG_URL names a server),
+#   Chromium and chromedriver (headless browser for the dashboard's tests);
 # - a Python virtual environment in target/test-venv with the packages pinned in
 #   tests/support/requirements.txt (pymodbus, the independent Modbus device), when that file
 #   exists. A venv sidesteps Debian's rule against pip installs into the system Python (PEP 668).
@@ -14,7 +16,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-scripts/apt-install.sh mosquitto mosquitto-clients socat sqlite3 openssl
+scripts/apt-install.sh mosquitto mosquitto-clients socat sqlite3 openssl postgresql \
+    chromium chromium-driver
 
 requirements=tests/support/requirements.txt
 venv=target/test-venv

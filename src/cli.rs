@@ -44,6 +44,19 @@ pub enum Command {
     Triage(crate::triage::TriageArgs),
     /// Rebuild the triage model from the project's labelled corpus.
     TrainTriage(crate::triage::TrainTriageArgs),
+    /// Run the main job end to end on loopback: simulated (or recorded) devices, an MQTT
+    /// broker, the gateway on an accelerated clock and scripted tenant messages. Prints a
+    /// timeline and a summary; exits 1 when a stage produced nothing.
+    Demo(crate::demo::DemoArgs),
+    /// Run the central office (`--listen ADDR --db URL`), or manage its gateway tokens
+    /// (`token add|revoke|list`) and office users (`user add`).
+    Central(crate::central::CentralArgs),
+    /// Print a ticket's story from the gateway's database, or verify the audit log's hash
+    /// chain (exit 1 when a row was edited, removed or reordered).
+    Audit(crate::dispatch::cli::AuditArgs),
+    /// Remove a unit's tenant texts and personal data from the gateway's database and record
+    /// the erasure in the audit log.
+    Erase(crate::dispatch::cli::EraseArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -54,6 +67,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Train(args) => crate::detect::train::main(args),
         Command::Triage(args) => crate::triage::main(args),
         Command::TrainTriage(args) => crate::triage::train_main(args),
+        Command::Demo(args) => crate::demo::main(args),
+        Command::Central(args) => crate::central::main(args),
+        Command::Audit(args) => crate::dispatch::cli::audit_main(args),
+        Command::Erase(args) => crate::dispatch::cli::erase_main(args),
         Command::Run { config, log_json } => {
             let config = match crate::config::load(&config) {
                 Ok(config) => config,

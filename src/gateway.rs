@@ -113,6 +113,23 @@ pub async fn run(
         tasks.push(task);
         intake
     });
+    let dispatcher = config.dispatch.clone().map(|dispatch| {
+        crate::dispatch::Dispatcher::new(config.gateway.id.clone(), Arc::new(dispatch))
+    });
+    if let Some(dispatcher) = &dispatcher {
+        let tickets_open = metrics.tickets_open.clone();
+        tasks.push(crate::dispatch::spawn(
+            dispatcher.clone(),
+            store.clone(),
+            config.store.path.clone(),
+            config.mqtt.clone(),
+            keeper.clock().clone(),
+            Some(Arc::new(move |open| {
+                tickets_open.set(open);
+            })),
+            cancel.clone(),
+        ));
+    }
     if let Some(mqtt) = config.mqtt {
         tasks.push(crate::mqtt::spawn_with_intake(
             mqtt,
@@ -122,6 +139,25 @@ pub async fn run(
             intake.clone(),
             cancel.clone(),
         ));
+    }
+    if let Some(sync) = config.sync {
+        let setup = crate::sync::SyncSetup {
+            config: sync,
+            gateway: config.gateway.id.clone(),
+            db_path: config.store.path.clone(),
+            applier: dispatcher
+                .clone()
+                .map(|d| Arc::new(d) as Arc<dyn crate::sync::ApplyChange>),
+        };
+        let task = crate::sync::spawn(
+            setup,
+            store.clone(),
+            keeper.clock().clone(),
+            metrics.clone(),
+            cancel.clone(),
+        )
+        .context("cannot start sync with the central office")?;
+        tasks.push(task);
     }
     let state = crate::http::ApiState {
         metrics: metrics.clone(),
@@ -133,9 +169,15 @@ pub async fn run(
         intake,
     };
     let api = tokio::spawn(crate::http::serve(listener, state, cancel.clone()));
+    tasks.extend(crate::systemd::spawn_watchdog(
+        store.clone(),
+        cancel.clone(),
+    ));
     drop(store);
+    crate::systemd::notify_ready(&format!("gateway {} running", config.gateway.id));
 
     cancel.cancelled().await;
+    crate::systemd::notify_stopping();
     let aborts: Vec<_> = tasks.iter().map(|task| task.abort_handle()).collect();
     let wait_all = async {
         for task in tasks {

@@ -88,6 +88,14 @@ pub struct Metrics {
     pub messages_rejected: Family<RejectLabel, Counter>,
     /// Tenant messages not stored because the same message was stored already.
     pub messages_duplicate: Family<ChannelLabel, Counter>,
+    /// Events waiting in the outbox for the central office.
+    pub outbox_events: Gauge,
+    /// Events the central office acknowledged.
+    pub sync_events_sent: Counter,
+    /// Events the office rejected for good or that exceed its request limit alone.
+    pub sync_events_rejected: Counter,
+    /// Tickets in an open state (neither closed nor cancelled).
+    pub tickets_open: Gauge,
 }
 
 impl Metrics {
@@ -120,6 +128,10 @@ impl Metrics {
             messages_received: Family::default(),
             messages_rejected: Family::default(),
             messages_duplicate: Family::default(),
+            outbox_events: Gauge::default(),
+            sync_events_sent: Counter::default(),
+            sync_events_rejected: Counter::default(),
+            tickets_open: Gauge::default(),
             registry: Registry::default(),
         };
         for source in Source::ALL {
@@ -249,6 +261,26 @@ impl Metrics {
             "messages_duplicate",
             "Tenant messages not stored again because they were stored already, by channel",
             metrics.messages_duplicate.clone(),
+        );
+        registry.register(
+            "outbox_events",
+            "Events waiting in the outbox for the central office",
+            metrics.outbox_events.clone(),
+        );
+        registry.register(
+            "sync_events_sent",
+            "Events acknowledged by the central office",
+            metrics.sync_events_sent.clone(),
+        );
+        registry.register(
+            "sync_events_rejected",
+            "Events rejected by the central office or too large for its request limit",
+            metrics.sync_events_rejected.clone(),
+        );
+        registry.register(
+            "tickets_open",
+            "Tickets in an open state, neither closed nor cancelled",
+            metrics.tickets_open.clone(),
         );
         Metrics {
             registry,

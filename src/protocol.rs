@@ -226,6 +226,10 @@ pub struct TenantRecord {
     /// Whether a vendor may enter when nobody is home.
     #[serde(default)]
     pub permission_to_enter: bool,
+    /// Local times when someone is home to let a vendor in, such as `Mon-Fri 16:00-20:00`
+    /// or `Sat 09:00-12:00`. Empty means any time within the vendor's hours.
+    #[serde(default)]
+    pub availability: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,7 +15,8 @@ use crate::store::{Retention, StoreOptions};
 use crate::time::{parse_rfc3339_ms, TimePolicy};
 
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "gateway", "store", "time", "log", "http", "mqtt", "modbus", "intake", "detect",
+    "gateway", "store", "time", "log", "http", "mqtt", "modbus", "intake", "detect", "sync",
+    "dispatch",
 ];
 
 /// `[gateway]`: who this gateway is.
@@ -141,6 +142,10 @@ pub struct GatewayConfig {
     pub intake: Option<crate::intake::IntakeConfig>,
     /// Detection, alarms and health checks (`[detect]`).
     pub detect: crate::detect::engine::DetectSettings,
+    /// Sync with the central office (`[sync]`); none when the section is absent.
+    pub sync: Option<crate::sync::SyncConfig>,
+    /// Tickets, vendors, SLAs and tenant updates (`[dispatch]`); none when absent.
+    pub dispatch: Option<crate::dispatch::DispatchConfig>,
 }
 
 /// Loads and validates the gateway config at `path` and every file it references, returning
@@ -150,6 +155,25 @@ pub fn load(path: &Path) -> Result<GatewayConfig, Diagnostics> {
     let Some(file) = TomlFile::load(path, &mut diags) else {
         return Err(diags);
     };
+    load_file(path, file, diags)
+}
+
+/// Validates `text` as the contents of the config file at `path`, which need not hold that
+/// text: relative paths still resolve from `path`'s folder. The demo uses it to run a shipped
+/// config with its addresses rewritten.
+pub fn load_text(path: &Path, text: String) -> Result<GatewayConfig, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let Some(file) = TomlFile::parse(path, text, &mut diags) else {
+        return Err(diags);
+    };
+    load_file(path, file, diags)
+}
+
+fn load_file(
+    path: &Path,
+    file: TomlFile,
+    mut diags: Diagnostics,
+) -> Result<GatewayConfig, Diagnostics> {
     let base_dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -226,6 +250,8 @@ pub fn load(path: &Path) -> Result<GatewayConfig, Diagnostics> {
         .as_ref()
         .map_or(&[][..], |mqtt| &mqtt.subscriptions[..]);
     let intake = crate::intake::load(&file, file.get("mqtt").is_some(), subscriptions, &mut diags);
+    let sync = crate::sync::config::load(&file, &base_dir, &mut diags);
+    let dispatch = crate::dispatch::config::load(&file, &base_dir, &mut diags);
     if file.get("mqtt").is_none() && file.get("modbus").is_none() {
         file.report(
             &mut diags,
@@ -248,6 +274,8 @@ pub fn load(path: &Path) -> Result<GatewayConfig, Diagnostics> {
             modbus,
             intake,
             detect,
+            sync,
+            dispatch,
         }),
         _ => {
             diags.sort();

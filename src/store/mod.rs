@@ -10,6 +10,7 @@
 //! `evictions`, `meta`, and the view `readings_view` that joins readings with their sensor.
 //! `messages` contains tenant messages and their triage ([`messages`] has its duplicate rule).
 
+pub mod audit;
 mod maintenance;
 mod messages;
 pub mod outbox;

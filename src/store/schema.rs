@@ -206,11 +206,149 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 5: tickets, their history, the tenant directory and dispatch.
     "
-    -- (filled in by the dispatch change)
+    -- The audit log becomes a hash chain: hash = SHA-256 of prev_hash and the row's fields.
+    -- Rows from before this migration keep NULL in both.
+    ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+    ALTER TABLE audit ADD COLUMN hash TEXT;
+    CREATE INDEX audit_subject ON audit(subject, id);
+
+    -- id is GATEWAYID-NNNNNN; number is the gateway's ticket number.
+    -- state: new, triaged, dispatched, scheduled, in_progress, resolved, closed, escalated,
+    -- cancelled. fault is the merge key: the fault kind of a request or the category of a
+    -- message. automation_stopped is 1 once a human has taken over.
+    CREATE TABLE tickets (
+        id TEXT PRIMARY KEY,
+        number INTEGER NOT NULL UNIQUE,
+        state TEXT NOT NULL,
+        category TEXT NOT NULL,
+        urgency TEXT NOT NULL,
+        confidence REAL NOT NULL,
+        needs_human INTEGER NOT NULL,
+        escalation_reason TEXT,
+        automation_stopped INTEGER NOT NULL DEFAULT 0,
+        unit TEXT,
+        asset TEXT,
+        fault TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        language TEXT NOT NULL,
+        vendor TEXT,
+        slot_start_ms INTEGER,
+        slot_end_ms INTEGER,
+        ack_due_ms INTEGER,
+        onsite_due_ms INTEGER,
+        resolve_due_ms INTEGER,
+        acked_ms INTEGER,
+        sla_escalated INTEGER NOT NULL DEFAULT 0,
+        opened_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        closed_ms INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX tickets_state ON tickets(state, opened_ms);
+    CREATE INDEX tickets_unit ON tickets(unit, fault);
+    CREATE INDEX tickets_asset ON tickets(asset, state);
+
+    -- seq counts per ticket from 1, so the order never depends on the clock.
+    CREATE TABLE ticket_history (
+        ticket TEXT NOT NULL REFERENCES tickets(id),
+        seq INTEGER NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (ticket, seq)
+    ) WITHOUT ROWID;
+
+    -- Every message and request dispatch has handled, with the ticket it went to (NULL when
+    -- it opened none, such as a thank-you message). kind: message or request.
+    CREATE TABLE ticket_sources (
+        kind TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        ticket TEXT REFERENCES tickets(id),
+        unit TEXT,
+        asset TEXT,
+        ts_ms INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        PRIMARY KEY (kind, source_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX ticket_sources_ticket ON ticket_sources(ticket);
+
+    -- The tenant directory, synced from the central office. availability and opt_outs are
+    -- JSON arrays of strings.
+    CREATE TABLE tenants (
+        unit TEXT PRIMARY KEY,
+        language TEXT NOT NULL,
+        quiet_from TEXT,
+        quiet_until TEXT,
+        consent INTEGER NOT NULL,
+        opt_outs TEXT NOT NULL,
+        permission_to_enter INTEGER NOT NULL,
+        availability TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE tenant_contacts (
+        channel TEXT NOT NULL,
+        address TEXT NOT NULL,
+        unit TEXT NOT NULL REFERENCES tenants(unit) ON DELETE CASCADE,
+        PRIMARY KEY (channel, address)
+    ) WITHOUT ROWID;
+    CREATE INDEX tenant_contacts_address ON tenant_contacts(address);
+
+    -- Updates for tenants (audience tenant) and the operator (audience operator). due_ms is
+    -- when quiet hours end; published_ms is set on the broker's PUBACK.
+    CREATE TABLE tenant_updates (
+        id INTEGER PRIMARY KEY,
+        ticket TEXT NOT NULL,
+        unit TEXT,
+        audience TEXT NOT NULL CHECK (audience IN ('tenant', 'operator')),
+        language TEXT NOT NULL,
+        template TEXT NOT NULL,
+        text TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        due_ms INTEGER NOT NULL,
+        published_ms INTEGER
+    );
+    CREATE INDEX tenant_updates_unpublished ON tenant_updates(due_ms) WHERE published_ms IS NULL;
+
+    -- The escalation queue: tickets a human must look at, with the reason.
+    CREATE TABLE escalations (
+        id INTEGER PRIMARY KEY,
+        ticket TEXT NOT NULL REFERENCES tickets(id),
+        rule TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        contact TEXT,
+        paged INTEGER NOT NULL,
+        opened_ms INTEGER NOT NULL,
+        resolved_ms INTEGER
+    );
+    CREATE INDEX escalations_open ON escalations(opened_ms) WHERE resolved_ms IS NULL;
+
+    -- Office changes applied, so that each is applied once.
+    CREATE TABLE office_changes (
+        id INTEGER PRIMARY KEY,
+        ts_ms INTEGER NOT NULL,
+        applied_ms INTEGER NOT NULL
+    );
     ",
     // 6: sync state beyond the outbox.
     "
-    -- (filled in by the sync change)
+    -- Events taken out of the outbox because the central office rejected them for good
+    -- (status 4xx, such as 403 for another building's ticket) or because one alone exceeds
+    -- the office's request size limit (status 413). Kept for the operator, never sent again.
+    CREATE TABLE sync_rejected (
+        seq INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        ticket TEXT,
+        ts_ms INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        rejected_ms INTEGER NOT NULL
+    );
+    CREATE INDEX sync_rejected_time ON sync_rejected(rejected_ms);
     ",
 ];
 

@@ -321,10 +321,6 @@ impl Writer {
                 "INSERT INTO quarantine (source, origin, reason, raw, receive_ts_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            let mut insert_audit = tx.prepare_cached(
-                "INSERT INTO audit (ts_ms, actor, action, subject, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
             for job in jobs {
                 let mut committed = Committed::default();
                 for reading in &job.batch.readings {
@@ -362,13 +358,7 @@ impl Writer {
                     *counts.entry((entry.source.as_str(), 2)).or_default() += 1;
                 }
                 for record in &job.batch.audit {
-                    insert_audit.execute(params![
-                        record.ts_ms,
-                        record.actor,
-                        record.action,
-                        record.subject,
-                        record.detail.to_string(),
-                    ])?;
+                    super::audit::insert(&tx, record)?;
                 }
                 if let Some(write) = &job.detect {
                     write_detect(&tx, write)?;
@@ -589,20 +579,8 @@ fn write_detect(tx: &rusqlite::Transaction<'_>, write: &DetectWrite) -> rusqlite
             }
         }
     }
-    if !write.audit.is_empty() {
-        let mut insert_audit = tx.prepare_cached(
-            "INSERT INTO audit (ts_ms, actor, action, subject, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for record in &write.audit {
-            insert_audit.execute(params![
-                record.ts_ms,
-                record.actor,
-                record.action,
-                record.subject,
-                record.detail.to_string(),
-            ])?;
-        }
+    for record in &write.audit {
+        super::audit::insert(tx, record)?;
     }
     if let Some(cursor) = write.cursor {
         tx.prepare_cached(
