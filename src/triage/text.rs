@@ -2,8 +2,8 @@
 //!
 //! Messages are lowercased and folded to ASCII so that "køkken", "koekken" and "kokken" share
 //! most of their character n-grams: æ, ø and å become "ae", "oe" and "aa", and accents are
-//! dropped. Features are word unigrams, word bigrams and character 3- to 5-grams of each
-//! padded word, hashed with 64-bit FNV-1a into `2^HASH_BITS` buckets.
+//! dropped. Features are word unigrams, word bigrams, character 3- to 5-grams of each padded
+//! word and the question mark, hashed with 64-bit FNV-1a into `2^HASH_BITS` buckets.
 
 /// Number of hash bits; buckets are `0..1 << HASH_BITS`.
 pub const HASH_BITS: u32 = 20;
@@ -88,20 +88,37 @@ pub struct Feature {
     pub name: String,
 }
 
-/// Extracts the hashed features of `text`. Values are `1 + ln(count)`, scaled so that the
-/// vector has unit L2 norm, which keeps long e-mails and one-line SMS on the same scale.
+/// Weight of a word or word-bigram occurrence, against 1 for a character n-gram. A word has
+/// about a dozen character n-grams, so without this the words themselves would carry little
+/// of the vector's norm.
+pub const WORD_WEIGHT: f32 = 2.0;
+
+/// Extracts the hashed features of `text`. Values are `weight × (1 + ln(count))`, scaled so
+/// that the vector has unit L2 norm, which keeps long e-mails and one-line SMS on the same
+/// scale.
 pub fn features(text: &str) -> Vec<Feature> {
     let normalised = normalise(text);
     let tokens: Vec<&str> = words(&normalised).collect();
-    let mut counts: std::collections::HashMap<u32, (f32, String)> =
+    // Per bucket: occurrences, the weight of the feature kind and a name for explanations.
+    let mut counts: std::collections::HashMap<u32, (f32, f32, String)> =
         std::collections::HashMap::new();
-    let mut add = |hash: u64, name: &dyn Fn() -> String| {
-        let entry = counts.entry(bucket(hash)).or_insert_with(|| (0.0, name()));
+    let mut add = |hash: u64, weight: f32, name: &dyn Fn() -> String| {
+        let entry = counts
+            .entry(bucket(hash))
+            .or_insert_with(|| (0.0, weight, name()));
         entry.0 += 1.0;
+        entry.1 = entry.1.max(weight);
     };
 
+    // The normalised text has no punctuation, so the question mark, a cue of a question rather
+    // than a fault report, is a feature of its own.
+    for _ in text.matches('?') {
+        add(fnv1a(&[b"p:?"]), WORD_WEIGHT, &|| {
+            "question mark".to_string()
+        });
+    }
     for token in &tokens {
-        add(fnv1a(&[b"w:", token.as_bytes()]), &|| {
+        add(fnv1a(&[b"w:", token.as_bytes()]), WORD_WEIGHT, &|| {
             format!("word '{token}'")
         });
     }
@@ -109,6 +126,7 @@ pub fn features(text: &str) -> Vec<Feature> {
         let (first, second) = (pair[0], pair[1]);
         add(
             fnv1a(&[b"b:", first.as_bytes(), b" ", second.as_bytes()]),
+            WORD_WEIGHT,
             &|| format!("words '{first} {second}'"),
         );
     }
@@ -120,7 +138,7 @@ pub fn features(text: &str) -> Vec<Feature> {
         for n in CHAR_NGRAM_MIN..=CHAR_NGRAM_MAX {
             for window in padded.windows(n) {
                 let gram: String = window.iter().collect();
-                add(fnv1a(&[b"c:", gram.as_bytes()]), &|| {
+                add(fnv1a(&[b"c:", gram.as_bytes()]), 1.0, &|| {
                     format!("chars '{gram}'")
                 });
             }
@@ -129,9 +147,9 @@ pub fn features(text: &str) -> Vec<Feature> {
 
     let mut out: Vec<Feature> = counts
         .into_iter()
-        .map(|(bucket, (count, name))| Feature {
+        .map(|(bucket, (count, weight, name))| Feature {
             bucket,
-            value: 1.0 + count.ln(),
+            value: weight * (1.0 + count.ln()),
             name,
         })
         .collect();
@@ -166,6 +184,21 @@ mod tests {
             .iter()
             .filter(|a| without.iter().any(|b| b.bucket == a.bucket));
         assert_eq!(shared.count(), with.len());
+    }
+
+    #[test]
+    fn question_mark_is_a_feature() {
+        let has_mark = |text: &str| features(text).iter().any(|f| f.name == "question mark");
+        assert!(has_mark("When is the office open?"));
+        assert!(!has_mark("The office is open"));
+    }
+
+    #[test]
+    fn words_weigh_more_than_character_ngrams() {
+        let all = features("tap");
+        let word = all.iter().find(|f| f.name == "word 'tap'").unwrap();
+        let gram = all.iter().find(|f| f.name == "chars '<ta'").unwrap();
+        assert!((word.value / gram.value - WORD_WEIGHT).abs() < 1e-4);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct TrainOptions {
     pub max_iterations: u64,
     /// A hash bucket needs this many training messages to get a column.
     pub min_df: usize,
-    /// At most this many columns, the most frequent buckets first.
+    /// At most this many columns, chosen by their chi-square association with a class.
     pub max_columns: usize,
     pub folds: usize,
     /// Share of the log class prior taken off the intent head's intercepts. The corpus has
@@ -35,10 +35,10 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
-            alpha: 0.05,
+            alpha: 0.1,
             max_iterations: 150,
             min_df: 2,
-            max_columns: 6000,
+            max_columns: 10000,
             folds: 5,
             intent_prior_correction: 0.5,
         }
@@ -98,21 +98,7 @@ pub fn train(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Mode
     let features: Vec<Vec<text::Feature>> =
         records.iter().map(|r| text::features(&r.text)).collect();
 
-    // Columns: the buckets seen in at least `min_df` messages, most frequent first.
-    let mut document_frequency: HashMap<u32, usize> = HashMap::new();
-    for message in &features {
-        for feature in message {
-            *document_frequency.entry(feature.bucket).or_default() += 1;
-        }
-    }
-    let mut columns: Vec<(u32, usize)> = document_frequency
-        .into_iter()
-        .filter(|(_, df)| *df >= options.min_df)
-        .collect();
-    columns.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    columns.truncate(options.max_columns);
-    columns.sort_by_key(|(bucket, _)| *bucket);
-    let columns: Vec<u32> = columns.into_iter().map(|(bucket, _)| bucket).collect();
+    let columns = select_columns(records, &features, options);
     let column_of: HashMap<u32, usize> = columns
         .iter()
         .enumerate()
@@ -156,6 +142,119 @@ pub fn train(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Mode
         columns,
         heads,
     })
+}
+
+/// Picks the hash buckets that get weights: those seen in at least `min_df` messages, ranked
+/// by their strongest chi-square association with a class of any head, at most `max_columns`.
+/// Ranking by frequency alone would keep character n-grams that occur under every class.
+fn select_columns(
+    records: &[&Record],
+    features: &[Vec<text::Feature>],
+    options: &TrainOptions,
+) -> Vec<u32> {
+    let targets = head_targets();
+    // For each head, the class index of every record (None when the head skips it) and the
+    // number of records per class.
+    let mut class_of: Vec<Vec<Option<usize>>> = Vec::new();
+    let mut class_totals: Vec<Vec<usize>> = Vec::new();
+    let mut offsets: Vec<usize> = Vec::new();
+    let mut width = 0;
+    for (_, target) in &targets {
+        let labels: Vec<Option<String>> = records.iter().map(|r| target(&r.labels)).collect();
+        let mut classes: Vec<&String> = labels.iter().flatten().collect();
+        classes.sort();
+        classes.dedup();
+        let index: Vec<Option<usize>> = labels
+            .iter()
+            .map(|l| {
+                l.as_ref()
+                    .and_then(|l| classes.iter().position(|c| *c == l))
+            })
+            .collect();
+        let mut totals = vec![0; classes.len()];
+        for i in index.iter().flatten() {
+            totals[*i] += 1;
+        }
+        offsets.push(width);
+        width += classes.len();
+        class_of.push(index);
+        class_totals.push(totals);
+    }
+
+    // Messages per bucket and class, heads side by side.
+    let mut counts: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (record, message) in features.iter().enumerate() {
+        for feature in message {
+            let row = counts
+                .entry(feature.bucket)
+                .or_insert_with(|| vec![0; width]);
+            for (head, index) in class_of.iter().enumerate() {
+                if let Some(class) = index[record] {
+                    row[offsets[head] + class] += 1;
+                }
+            }
+        }
+    }
+
+    // Each head ranks the buckets by their strongest chi-square over its classes, and a bucket
+    // keeps its best rank over the heads. So every head gets its own best features, and the
+    // language head, whose words separate its classes most, cannot take them all.
+    let candidates: Vec<(&u32, &Vec<u32>)> = counts
+        .iter()
+        .filter(|(_, row)| {
+            let total: u32 = row[..class_totals[0].len()].iter().sum();
+            total as usize >= options.min_df
+        })
+        .collect();
+    let mut best_rank: Vec<usize> = vec![usize::MAX; candidates.len()];
+    for (head, totals) in class_totals.iter().enumerate() {
+        let n: usize = totals.iter().sum();
+        let mut scores: Vec<(usize, f64)> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, (_, row))| {
+                let cells = &row[offsets[head]..offsets[head] + totals.len()];
+                let with: u32 = cells.iter().sum();
+                let score = cells
+                    .iter()
+                    .zip(totals)
+                    .map(|(&a, &total)| chi_square(a as f64, with as f64, total as f64, n as f64))
+                    .fold(0.0, f64::max);
+                (i, score)
+            })
+            .collect();
+        scores.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then(candidates[a.0].0.cmp(candidates[b.0].0))
+        });
+        for (rank, (i, _)) in scores.into_iter().enumerate() {
+            best_rank[i] = best_rank[i].min(rank);
+        }
+    }
+    let mut ranked: Vec<(u32, usize)> = candidates
+        .iter()
+        .zip(&best_rank)
+        .map(|((bucket, _), rank)| (**bucket, *rank))
+        .collect();
+    ranked.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    ranked.truncate(options.max_columns);
+    let mut columns: Vec<u32> = ranked.into_iter().map(|(bucket, _)| bucket).collect();
+    columns.sort_unstable();
+    columns
+}
+
+/// Chi-square statistic of the 2×2 table of a feature against a class: `with_class` messages
+/// have both, `with_feature` have the feature, `class_total` have the class, `n` in all.
+fn chi_square(with_class: f64, with_feature: f64, class_total: f64, n: f64) -> f64 {
+    let a = with_class;
+    let b = with_feature - a;
+    let c = class_total - a;
+    let d = n - a - b - c;
+    let denominator = (a + b) * (c + d) * (a + c) * (b + d);
+    if denominator <= 0.0 {
+        return 0.0;
+    }
+    n * (a * d - b * c).powi(2) / denominator
 }
 
 /// Subtracts `share × ln(prior)` from each class's intercept, so that a class is not
@@ -270,12 +369,16 @@ pub fn card(facts: &CardFacts) -> String {
     let _ = writeln!(
         out,
         "Text is lowercased and folded to ASCII (æ, ø, å become ae, oe, aa; accents are \
-         dropped; every run of digits becomes `0`). Features: word unigrams, word bigrams and \
-         character {}- to {}-grams of each word padded with `<` and `>`, weighted `1 + ln(count)` \
-         and scaled to unit L2 norm, hashed with 64-bit FNV-1a into 2^{} buckets. The {} buckets \
-         seen in at least {} training messages (at most {}, most frequent first) get weights.",
+         dropped; every run of digits becomes `0`). Features: word unigrams, word bigrams, \
+         character {}- to {}-grams of each word padded with `<` and `>` and a question mark, \
+         valued `weight × (1 + ln(count))` with weight {} for words, bigrams and the question \
+         mark and 1 for character n-grams, scaled to unit L2 norm and hashed with 64-bit FNV-1a \
+         into 2^{} buckets. The {} buckets with weights are those seen in at least {} training \
+         messages with the strongest chi-square association with a class of any head, at most \
+         {}, each head taking its best-ranked buckets in turn.",
         m.char_ngram_min,
         m.char_ngram_max,
+        text::WORD_WEIGHT,
         m.hash_bits,
         m.columns.len(),
         facts.options.min_df,

@@ -300,7 +300,8 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                 "break-in",
                 concat!(
                     r"\b(?:break in|broken in|broken into|broke in|broke into|breaking in|",
-                    r"burglar\w*|indbrud\w*|brudt ind|kicked open|smashed open|",
+                    r"burglar\w*|burgled|indbrud\w*|brudt ind|brudt (?:\w+ ){1,2}op|",
+                    r"kicked open|smashed open|",
                     r"sparket op|sparket ind|kicked in|smashed in|bashed in|forced open|",
                     r"drilled out|boret ud|(?:entrance|front|main|hoveddoer\w*|",
                     r"opgangsdoer\w*|indgangsdoer\w*|gadedoer\w*|entredoer\w*|staaldoer\w*|",
@@ -373,7 +374,11 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                     r"fosser|stroemmer|pibler) (?:\w+ ){0,2}(?:gennem|ned|ind|ud|",
                     r"under) (?:\w+ ){0,3}(?:loft\w*|vaeg\w*|vaegge\w*|gulv\w*|lamp\w*|",
                     r"trapp\w*|lejlighed\w*|kaelder\w*|doer\w*|gang\w*|entre\w*|",
-                    r"stue\w*|vaerelse\w*)|waterfall|vandfald|like a river|som en flod)\b"
+                    r"stue\w*|vaerelse\w*)|(?:loeber|kommer|vaelter|fosser|stroemmer|",
+                    r"pibler) (?:der )?vand\w* (?:\w+ ){0,2}(?:gennem|ned|ind|ud|under) ",
+                    r"(?:\w+ ){0,3}(?:loft\w*|vaeg\w*|gulv\w*|lamp\w*|trapp\w*|lejlighed\w*|",
+                    r"kaelder\w*|doer\w*|gang\w*|entre\w*|stue\w*|vaerelse\w*)|waterfall|",
+                    r"vandfald|like a river|som en flod)\b"
                 ),
                 "plumbing",
                 None,
@@ -436,8 +441,10 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                 r"prised open|jemmied|jimmied|crowbar|koben|braekket ind|brukket ind|",
                 r"ransacked|gennemrodet|(?:door|doer\w*|frame|karm\w*|lock|laas\w*) ",
                 r"(?:\w+ ){0,4}(?:splintered|splintret|flaekket|ripped out|revet ud|",
-                r"braekket)|(?:someone|somebody|nogen|tyve|thieves|burglars?|intruders?) ",
+                r"braekket|brudt op)|har vaeret (?:nogen|fremmede|tyve) inde|",
+                r"(?:someone|somebody|nogen|tyve|thieves|burglars?|intruders?) ",
                 r"(?:\w+ ){0,3}(?:broke in|got in|has been in|have been in|been inside|",
+                r"got into (?:our|my|the) (?:flat|apartment|home|house)|",
                 r"har vaeret inde|er kommet ind|kom ind|brudt ind))\b"
             ),
             "doors_locks",
@@ -586,7 +593,9 @@ static PERSON_INSIDE: LazyLock<Regex> = LazyLock::new(|| {
         r"0) [a-z0 ]{0,30}(?:inside|in it)|med (?:\w+ ){0,3}inde|(?:i m|im|i am|",
         r"we are|were|jeg er|vi er|jeg sidder|vi sidder) (?:\w+ ){0,2}(?:inside|",
         r"in the lift|in the elevator|i elevatoren|i liften|fast)|(?:sidder|",
-        r"sad) (?:\w+ ){1,3}fast|kan ikke faa doeren op)\b"
+        r"sad) (?:\w+ ){1,3}fast|kan ikke faa doeren op|(?:weve|we have|ive|i have|has|",
+        r"have) been (?:stuck |trapped )?in (?:the|this|a) (?:lift|elevator)|",
+        r"med (?:min|mit|mine|vores|hans|hendes|en|et|to|tre|0) \w+ i(?: \. \w+|$))\b"
     ))
 });
 /// Matches "nobody in the lift". "Nobody answers the alarm" tells nothing about who is inside,
@@ -962,6 +971,37 @@ mod tests {
                 "en",
                 "heating",
             ),
+            (
+                "Der loeber vand ud under doeren fra lejligheden ovenpaa",
+                "da",
+                "plumbing",
+            ),
+            ("Vores doer er blevet brudt op", "da", "doors_locks"),
+            (
+                "Der har vaeret nogen inde i lejligheden, mens vi var vaek",
+                "da",
+                "doors_locks",
+            ),
+            (
+                "We got home and found we had been burgled",
+                "en",
+                "doors_locks",
+            ),
+            (
+                "Someone got into our flat while we were out, the door frame is splintered",
+                "en",
+                "doors_locks",
+            ),
+            (
+                "We've been in the lift for 20 minutes and the doors won't open",
+                "en",
+                "elevator",
+            ),
+            (
+                "Elevatoren sidder fast mellem to etager med min datter i",
+                "da",
+                "elevator",
+            ),
         ];
         for (text, language, category) in cases {
             let (found, _) = emergencies(text, language);
@@ -1020,6 +1060,8 @@ mod tests {
                 "en",
             ),
             ("My bike was stolen, the lock was broken", "en"),
+            ("Someone got into the bike shed and took two bikes", "en"),
+            ("Vand loeber ned under doeren naar det regner", "da"),
             ("The new sofa smells of plastic", "en"),
             (
                 "The lift stops between floors and jumps, nobody was inside",
