@@ -56,6 +56,11 @@ pub struct PointMeta {
     pub max: Option<f64>,
     pub alarm_high: Option<f64>,
     pub alarm_low: Option<f64>,
+    /// A state or command rather than a measurement: a coil, a discrete input, a bool or
+    /// bitfield value, or a point the operator writes. Its readings keep the sensor alive but
+    /// are not scored, because a switch that holds its position or flips on command is not a
+    /// fault.
+    pub state: bool,
 }
 
 /// A Modbus device, for the offline check.
@@ -105,6 +110,13 @@ impl EngineSetup {
                             max: point.max,
                             alarm_high: point.alarm_high,
                             alarm_low: point.alarm_low,
+                            state: point.table.is_bits()
+                                || point.writable
+                                || matches!(
+                                    point.encoding.value_type,
+                                    crate::modbus::codec::ValueType::Bool
+                                        | crate::modbus::codec::ValueType::Bitfield { .. }
+                                ),
                         },
                     );
                 }
@@ -449,6 +461,10 @@ impl Engine {
             metrics.detect_readings_skipped.inc();
             return;
         };
+        if info.point.as_ref().is_some_and(|point| point.state) {
+            metrics.detect_readings_skipped.inc();
+            return;
+        }
         metrics.detect_readings_scored.inc();
         let ts = row.source_ts_ms;
         state.last_value = Some(value);
@@ -934,6 +950,7 @@ mod tests {
             max: Some(120.0),
             alarm_high: Some(90.0),
             alarm_low: None,
+            state: false,
         };
         EngineSetup {
             gateway_id: "unit".to_string(),
@@ -1154,6 +1171,72 @@ mod tests {
             "SELECT count(*) FROM anomaly_events WHERE closed_ms IS NULL",
         );
         (opened, still_open)
+    }
+
+    /// Feeds `values` of the bearing point, one a second, with its `state` flag as given,
+    /// and returns the fault kinds of the events opened.
+    async fn run_point(values: &[f64], state: bool) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("store.db");
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let policy = TimePolicy {
+            earliest_valid_ms: START_MS - 86_400_000,
+            max_future_ms: 300_000,
+        };
+        let keeper = Arc::new(TimeKeeper::new(clock, policy));
+        let metrics = Arc::new(Metrics::new());
+        let (store, writer) =
+            crate::store::open(StoreOptions::new(&db), keeper, metrics.clone()).unwrap();
+        let readings = values
+            .iter()
+            .enumerate()
+            .map(|(second, value)| {
+                reading(START_MS + second as i64 * 1000, Some(*value), Quality::Good)
+            })
+            .collect();
+        store
+            .write(Batch {
+                readings,
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        let mut setup = setup(db.clone());
+        for point in setup.points.values_mut() {
+            point.state = state;
+        }
+        let mut engine = Engine::open(setup).unwrap();
+        let mut opened = Vec::new();
+        loop {
+            let (write, more) = engine.step(&metrics).unwrap();
+            opened.extend(open_kinds(&write));
+            store.write_detect(write).await.unwrap();
+            if !more {
+                break;
+            }
+        }
+        drop(engine);
+        drop(store);
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .unwrap();
+        opened
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_switch_holding_or_flipping_raises_nothing() {
+        // A pump enable that holds 1 for ten minutes, is switched off for five and on again:
+        // as a measurement that is a stuck value and two level shifts.
+        let mut values = vec![1.0; 600];
+        values.extend(std::iter::repeat_n(0.0, 300));
+        values.extend(std::iter::repeat_n(1.0, 300));
+        let as_measurement = run_point(&values, false).await;
+        assert!(
+            !as_measurement.is_empty(),
+            "the series must look faulty when scored"
+        );
+        let as_state = run_point(&values, true).await;
+        assert!(as_state.is_empty(), "{as_state:?}");
     }
 
     fn noisy(seed: u64, count: usize, level: f64) -> Vec<f64> {
