@@ -24,9 +24,17 @@ if ((EUID != 0)); then
 fi
 
 arch=$(dpkg-deb -f "$deb" Architecture)
+# LD_LIBRARY_PATH keeps the guest's libc from the cross glibc of its loader, because the host's
+# ld.so.cache points at the multiarch libc6:ARCH, another glibc build on which threads hang.
 case $arch in
-arm64) qemu=(qemu-aarch64 -L /usr/aarch64-linux-gnu) ;;
-armhf) qemu=(qemu-arm -L /usr/arm-linux-gnueabihf) ;;
+arm64)
+    sysroot=/usr/aarch64-linux-gnu
+    qemu=(qemu-aarch64 -E "LD_LIBRARY_PATH=$sysroot/lib" -L "$sysroot")
+    ;;
+armhf)
+    sysroot=/usr/arm-linux-gnueabihf
+    qemu=(qemu-arm -E "LD_LIBRARY_PATH=$sysroot/lib" -L "$sysroot")
+    ;;
 *) qemu=() ;;
 esac
 

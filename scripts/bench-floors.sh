@@ -36,7 +36,7 @@ done
 # Arguments that keep a benchmark to the size CI can afford.
 quick_args() {
     case $1 in
-        ingest_load | detect_cost) echo "--quick" ;;
+        ingest_load | detect_cost | central_load) echo "--quick" ;;
         *) echo "" ;;
     esac
 }

@@ -9,10 +9,10 @@
 #   --messages N  readings published in each load run (default 20000)
 #
 # Binaries: target/release/caretaker, built with `cargo build --release` when the host run
-# needs it, and target/TRIPLE/release/caretaker from cross/build.sh for
-# aarch64-unknown-linux-gnu and armv7-unknown-linux-gnueabihf. A missing binary is reported
-# and its figures are left out. Each size is that of a copy stripped with the architecture's
-# binutils `strip`.
+# needs it, and target/TRIPLE/release/caretaker from cross/build.sh (the board profile, built
+# for size) for aarch64-unknown-linux-gnu and armv7-unknown-linux-gnueabihf. A missing binary is
+# reported and its figures are left out. Each size is that of a copy stripped with the
+# architecture's binutils `strip`.
 #
 # RSS runs: the gateway runs with firmware-config/gateway.toml and everything it configures:
 # MQTT subscriptions, tenant intake, Modbus devices, detectors and the asset model. The config
@@ -27,9 +27,9 @@
 # subscription takes. The peak RSS is VmHWM once `caretaker_readings_stored_total` counts every
 # reading. Under qemu-user the process measured is qemu-aarch64 itself, so its RSS adds the
 # emulator's own memory and translated code to the gateway's: an upper bound for a board.
-# NOTE: qemu-aarch64 7.2 (Debian 12) hangs at the first pthread_create on the 6.18 kernel of the
-# project's build machine, even for a minimal C program, so the aarch64 RSS run never starts
-# there and fails after STARTUP_TIMEOUT.
+# qemu runs the guest with LD_LIBRARY_PATH on the cross glibc. Without it, the cross loader
+# takes the multiarch libc6:ARCH from the host's /etc/ld.so.cache, another glibc build, and the
+# guest hangs at its first pthread_create.
 #
 # Prints the figures and writes them to target/bench/footprint.json as
 # {"figures": {NAME: VALUE}, ...}, which scripts/bench-floors.sh merges with the benchmarks'.
@@ -115,9 +115,13 @@ OUTPUT = "target/bench/footprint.json"
 ARCHES = [
     (os.uname().machine, "target/release/caretaker", "strip", []),
     ("aarch64", "target/aarch64-unknown-linux-gnu/release/caretaker",
-     "aarch64-linux-gnu-strip", ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]),
+     "aarch64-linux-gnu-strip",
+     ["qemu-aarch64", "-E", "LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib",
+      "-L", "/usr/aarch64-linux-gnu"]),
     ("armv7", "target/armv7-unknown-linux-gnueabihf/release/caretaker",
-     "arm-linux-gnueabihf-strip", ["qemu-arm", "-L", "/usr/arm-linux-gnueabihf"]),
+     "arm-linux-gnueabihf-strip",
+     ["qemu-arm", "-E", "LD_LIBRARY_PATH=/usr/arm-linux-gnueabihf/lib",
+      "-L", "/usr/arm-linux-gnueabihf"]),
 ]
 
 figures = {}

@@ -77,6 +77,19 @@ pub async fn run(
         })?;
     tracing::info!(address = %config.http_listen, "local API listening");
 
+    // Without a central office nothing would ever drain the outbox, so nothing is queued.
+    let office = config.sync.is_some();
+    store
+        .transact(move |tx| crate::store::outbox::set_enabled(tx, office))
+        .await
+        .context("cannot record whether the outbox is used")?;
+    if !office {
+        tracing::info!(
+            "no [sync] section: ticket changes are kept in the store but not queued for a \
+             central office"
+        );
+    }
+
     let mut tasks = Vec::new();
     if config.detect.enabled {
         let setup = crate::detect::engine::EngineSetup::from_config(&config);

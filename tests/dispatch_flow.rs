@@ -140,7 +140,7 @@ fn message_and_anomaly_merge() {
     step(&dispatcher, &mut conn, now);
     add_anomaly(
         &conn,
-        "district-heating-substation",
+        "substation-1",
         "supply_temperature_low",
         "heating",
         now + 60_000,
@@ -163,14 +163,14 @@ fn message_and_anomaly_merge() {
     );
     assert_eq!(sources.len(), 3, "{sources:?}");
     let asset = single(&conn, "SELECT asset FROM tickets");
-    assert_eq!(asset, "district-heating-substation");
+    assert_eq!(asset, "substation-1");
     let urgency = single(&conn, "SELECT urgency FROM tickets");
     assert_eq!(urgency, "urgent");
     let merges = strings(&conn, "SELECT action FROM audit WHERE action = 'merge'");
     assert_eq!(merges.len(), 2);
     let anomaly = single(&conn, "SELECT payload FROM outbox WHERE kind = 'anomaly'");
     let anomaly: serde_json::Value = serde_json::from_str(&anomaly).unwrap();
-    assert_eq!(anomaly["asset"], "district-heating-substation");
+    assert_eq!(anomaly["asset"], "substation-1");
     assert_eq!(anomaly["detector"], "stream");
     assert!(
         anomaly["rollups"].get("substation/supply_temp").is_some(),

@@ -10,7 +10,9 @@ pub mod dashboard;
 pub mod metrics;
 pub mod relay;
 pub mod server;
+pub mod smtp;
 pub mod store;
+pub mod tenants;
 pub mod tls;
 
 use std::io::BufRead;
@@ -36,8 +38,9 @@ pub struct CentralArgs {
     /// path) for a SQLite file, created when missing.
     #[arg(long, value_name = "URL", global = true, env = "CARETAKER_CENTRAL_DB")]
     pub db: Option<String>,
+    // Boxed to keep the command enum small.
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub serve: Box<ServeArgs>,
     #[command(subcommand)]
     pub command: Option<CentralCommand>,
 }
@@ -73,6 +76,8 @@ pub struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long)]
     pub log_json: bool,
+    #[command(flatten)]
+    pub smtp: smtp::SmtpArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +88,9 @@ pub enum CentralCommand {
     /// Add office users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Edit a building's tenant directory, which its gateway pulls.
+    #[command(subcommand)]
+    Tenant(tenants::TenantCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,9 +162,10 @@ async fn run(args: CentralArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the central store {}", store::redact_url(&url)))?;
     let clock = SystemClock::new();
     match args.command {
-        None => serve(args.serve, store).await,
+        None => serve(*args.serve, store).await,
         Some(CentralCommand::Token(command)) => token_command(command, store, &clock).await,
         Some(CentralCommand::User(command)) => user_command(command, store, &clock).await,
+        Some(CentralCommand::Tenant(command)) => tenants::command(command, store, &clock).await,
     }
 }
 
@@ -298,6 +307,20 @@ async fn serve(args: ServeArgs, store: Arc<dyn store::CentralStore>) -> anyhow::
             args.max_body_bytes
         );
     }
+    let smtp = match (
+        &args.smtp.smtp_url,
+        &args.smtp.smtp_from,
+        &args.smtp.smtp_state,
+    ) {
+        (Some(url), Some(from), Some(state)) => {
+            let mut settings =
+                smtp::SmtpSettings::parse(url, from, &args.smtp.smtp_vendor, state.clone())?;
+            settings.ca_file = args.smtp.smtp_ca.clone();
+            smtp::read_state(state)?;
+            Some(smtp::SmtpRelay::new(settings, Arc::clone(&store))?)
+        }
+        _ => None,
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let metrics = Arc::new(metrics::CentralMetrics::new());
     let api = server::router(server::ApiState {
@@ -340,7 +363,13 @@ async fn serve(args: ServeArgs, store: Arc<dyn store::CentralStore>) -> anyhow::
         max_body_bytes = args.max_body_bytes,
         "central office started"
     );
+    let smtp_cancel = tokio_util::sync::CancellationToken::new();
+    let smtp_task = smtp.map(|relay| tokio::spawn(relay.run(smtp_cancel.clone())));
     server::serve(listen, app, shutdown_signal()).await?;
+    smtp_cancel.cancel();
+    if let Some(task) = smtp_task {
+        task.await.context("the SMTP relay task panicked")??;
+    }
     tracing::info!("central office stopped");
     Ok(())
 }

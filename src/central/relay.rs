@@ -1,12 +1,12 @@
 //! Relay channels: how the office passes tenant updates and vendor dispatches on.
 //!
 //! Every entry is first stored in the `relay` table in the same transaction as the event that
-//! carried it. The log channel, the default and the only one built, then writes one log line
-//! per entry with its ids and template or vendor, and never the text or the unit, which may
-//! identify a tenant.
+//! carried it. The log channel, always on, then writes one log line per entry with its ids and
+//! template or vendor, and never the text or the unit, which may identify a tenant.
 //!
-//! TODO: an SMTP channel (lettre) is not built; entries stay in the `relay` table for another
-//! process to send.
+//! With `--smtp-url`, the SMTP channel in [`crate::central::smtp`] also mails each entry. It
+//! reads the `relay` table on its own, so an entry stored while the mail server is away is
+//! sent once the server is back.
 
 use crate::central::metrics::CentralMetrics;
 use crate::central::store::RelayEntry;

@@ -152,8 +152,10 @@ fn message_rule(
         return None;
     }
     for other in ticket.unit.iter().chain(ticket.units.iter()) {
-        if let Some(asset) = map.shared_assets(unit, other, input.category).first() {
-            return Some(("shared_asset", Some((*asset).to_string())));
+        // The incident is pinned to an asset only when one asset alone can explain it; with
+        // several, a later anomaly on any of them may still join.
+        if let [asset, rest @ ..] = map.shared_assets(unit, other, input.category).as_slice() {
+            return Some(("shared_asset", rest.is_empty().then(|| asset.to_string())));
         }
     }
     None
@@ -297,6 +299,24 @@ mod tests {
         assert!(find(&message("2.tv", "heating", 500_000), &open, &map(), 60_000).is_none());
         // A unit the asset does not serve stays apart.
         assert!(find(&message("5.th", "heating", 2_000), &open, &map(), 60_000).is_none());
+    }
+
+    #[test]
+    fn two_serving_assets_leave_the_incident_open_to_either() {
+        let mut two = map();
+        two.units
+            .insert("boiler".into(), vec!["1.tv".into(), "1.th".into()]);
+        two.trades.insert("boiler".into(), vec!["heating".into()]);
+        let open = vec![ticket("t1", Some("1.tv"), None, "heating")];
+        let merge = find(&message("1.th", "heating", 2_000), &open, &two, 60_000).unwrap();
+        assert_eq!(merge.rule, "shared_asset");
+        assert_eq!(
+            merge.asset, None,
+            "two assets could explain it; neither is chosen"
+        );
+        // With one serving asset the incident is pinned to it.
+        let merge = find(&message("1.th", "heating", 2_000), &open, &map(), 60_000).unwrap();
+        assert_eq!(merge.asset.as_deref(), Some("substation"));
     }
 
     #[test]

@@ -133,6 +133,7 @@ impl Harness {
             })
             .await
             .unwrap()
+            .expect("the outbox is on in the sync harness")
     }
 
     pub fn connect(&self) -> rusqlite::Connection {
