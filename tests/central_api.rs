@@ -185,10 +185,31 @@ async fn other_building_gets_403() {
     assert_eq!(rejected[0]["event_id"], json!(foreign.event_id.to_string()));
     assert_eq!(rejected[0]["status"], 403);
     assert!(
-        rejected[0]["error"].as_str().unwrap().contains("b1"),
+        rejected[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("gw1-000001"),
         "{reply}"
     );
     assert_eq!(rejected[1]["status"], 403);
+
+    // A ticket id under another gateway's prefix is refused before that ticket exists, so
+    // the gateway that owns the prefix can still write it later.
+    let squat = ticket_envelope("gw2", "b2", "gw1-000003", 1);
+    let body = json!({ "gateway": "gw2", "events": [squat] });
+    let (status, reply) = post(&client, &central, "/v1/events", &token_two, &body).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["acked"], json!([]), "{reply}");
+    assert_eq!(reply["rejected"][0]["status"], 403, "{reply}");
+    let real = ticket_envelope("gw1", "b1", "gw1-000003", 1);
+    let body = json!({ "gateway": "gw1", "events": [real] });
+    let (status, reply) = post(&client, &central, "/v1/events", &token_one, &body).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(
+        reply["acked"],
+        json!([real.event_id.to_string()]),
+        "{reply}"
+    );
 
     // A batch that names another gateway than the token's is refused whole.
     let body = json!({ "gateway": "gw1", "events": [] });
@@ -199,7 +220,7 @@ async fn other_building_gets_403() {
             &central,
             "SELECT count(*) FROM tickets WHERE building = 'b1'"
         ),
-        1
+        2
     );
 }
 

@@ -237,7 +237,12 @@ async fn other_building_rejected_403(store: Arc<dyn CentralStore>) {
         ]
     );
     assert!(
-        outcome.rejected[1].error.contains("b1"),
+        outcome.rejected[0].error.contains("b1"),
+        "{}",
+        outcome.rejected[0].error
+    );
+    assert!(
+        outcome.rejected[1].error.contains(id),
         "{}",
         outcome.rejected[1].error
     );

@@ -455,14 +455,14 @@ fn smtp_relay_mails_tenant_and_vendor() {
         &office,
         &token,
         &[
-            dispatched(1, "north-000001", "Aqua Plumbing & Sons"),
+            dispatched(1, "gw-north-000001", "Aqua Plumbing & Sons"),
             tenant_update(
                 2,
-                "north-000001",
+                "gw-north-000001",
                 "2.th",
                 "Aqua Plumbing & Sons will come at 10:00.",
             ),
-            dispatched(3, "north-000002", "A vendor without an address"),
+            dispatched(3, "gw-north-000002", "A vendor without an address"),
         ],
     );
     let retrying = wait_until(WAIT, || office.read_log().contains("SMTP relay failed"));
@@ -486,7 +486,7 @@ fn smtp_relay_mails_tenant_and_vendor() {
         .iter()
         .find(|mail| mail.contains("To: jobs@aqua.example"))
         .unwrap_or_else(|| panic!("no vendor mail in {mails:?}"));
-    assert!(vendor.contains("north-000001"), "{vendor}");
+    assert!(vendor.contains("gw-north-000001"), "{vendor}");
     assert!(vendor.contains("Kitchen tap dripping"), "{vendor}");
     let tenant = mails
         .iter()
@@ -521,7 +521,7 @@ fn smtp_relay_mails_tenant_and_vendor() {
     post_events(
         &office,
         &token,
-        &[tenant_update(4, "north-000001", "2.th", "The job is done.")],
+        &[tenant_update(4, "gw-north-000001", "2.th", "The job is done.")],
     );
     let third = wait_until(WAIT, || server.mails().len() >= 3);
     assert!(third, "mails: {:?}\n{}", server.mails(), office.read_log());
@@ -595,7 +595,7 @@ fn smtp_relay_retries_temporary_failure() {
         &token,
         &[tenant_update(
             1,
-            "north-000001",
+            "gw-north-000001",
             "2.th",
             "We have received your message.",
         )],
@@ -682,7 +682,7 @@ fn smtp_relay_over_tls_trusts_given_ca() {
     post_events(
         &office,
         &token,
-        &[tenant_update(1, "north-000001", "2.th", "Sent over TLS.")],
+        &[tenant_update(1, "gw-north-000001", "2.th", "Sent over TLS.")],
     );
     let untrusted = wait_until(WAIT, || {
         office

@@ -254,6 +254,18 @@ pub fn check_unit(unit: &str) -> Result<(), String> {
     if trimmed.chars().any(char::is_control) {
         return Err("contains a control character".to_string());
     }
+    if let Some(bad) = trimmed
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ')))
+    {
+        return Err(format!(
+            "contains {bad:?}; a unit has only letters, digits, '.', '-', '_' and spaces, \
+             such as 2.tv, st. th or 12B"
+        ));
+    }
+    if !trimmed.chars().any(char::is_alphanumeric) {
+        return Err("has no letter or digit; a unit is named like 2.tv, st. th or 12B".to_string());
+    }
     Ok(())
 }
 
@@ -505,6 +517,17 @@ mod tests {
             "{}",
             rejection.reason
         );
+    }
+
+    #[test]
+    fn units_without_a_name_or_with_odd_characters_are_rejected() {
+        for unit in ["2.tv", "st. th", "12B", "1.th", "kælder-3"] {
+            assert_eq!(check_unit(unit), Ok(()), "{unit}");
+        }
+        for (unit, named) in [("..", "no letter"), (".", "no letter"), ("2.tv;x", "';'")] {
+            let reason = check_unit(unit).unwrap_err();
+            assert!(reason.contains(named), "{unit}: {reason}");
+        }
     }
 
     #[test]

@@ -26,7 +26,8 @@ impl Decoded {
 }
 
 /// Decodes an envelope's payload and checks what needs no stored state: the envelope's
-/// gateway is the token's, and a ticket snapshot names the token's building.
+/// gateway is the token's, every ticket it names carries the gateway's prefix, and a ticket
+/// snapshot names the token's building.
 pub(crate) fn decode(
     identity: &GatewayIdentity,
     envelope: &Envelope,
@@ -83,6 +84,24 @@ pub(crate) fn decode(
             Decoded::Telemetry
         }
     };
+    // Ticket ids are the gateway's id, a dash and its own number, so an id under another
+    // gateway's prefix is never this gateway's to write, even before that ticket exists.
+    let prefix = format!("{}-", identity.gateway);
+    let tickets = decoded
+        .ticket(envelope)
+        .into_iter()
+        .chain(envelope.ticket.clone());
+    for ticket in tickets {
+        if !ticket.starts_with(&prefix) {
+            return Err(reject(
+                403,
+                format!(
+                    "ticket {ticket:?} is not gateway {:?}'s: its tickets are named {prefix}NUMBER",
+                    identity.gateway
+                ),
+            ));
+        }
+    }
     if let Decoded::Ticket(event) = &decoded {
         if event.ticket.building != identity.building {
             return Err(reject(
