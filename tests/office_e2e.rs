@@ -521,7 +521,12 @@ fn smtp_relay_mails_tenant_and_vendor() {
     post_events(
         &office,
         &token,
-        &[tenant_update(4, "gw-north-000001", "2.th", "The job is done.")],
+        &[tenant_update(
+            4,
+            "gw-north-000001",
+            "2.th",
+            "The job is done.",
+        )],
     );
     let third = wait_until(WAIT, || server.mails().len() >= 3);
     assert!(third, "mails: {:?}\n{}", server.mails(), office.read_log());
@@ -682,7 +687,12 @@ fn smtp_relay_over_tls_trusts_given_ca() {
     post_events(
         &office,
         &token,
-        &[tenant_update(1, "gw-north-000001", "2.th", "Sent over TLS.")],
+        &[tenant_update(
+            1,
+            "gw-north-000001",
+            "2.th",
+            "Sent over TLS.",
+        )],
     );
     let untrusted = wait_until(WAIT, || {
         office
