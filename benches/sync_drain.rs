@@ -84,7 +84,7 @@ fn parse_args() -> anyhow::Result<Options> {
     Ok(options)
 }
 
-/// The events of one ticket's life: a transition, its audit row and, for some, a tenant
+/// Builds the events of one ticket's life: a transition, its audit row and, for some, a tenant
 /// update.
 fn ticket_events(number: i64, opened_ms: i64) -> Vec<(EventKind, Option<String>, i64, String)> {
     let id = format!("{GATEWAY}-{number:06}");
@@ -170,7 +170,7 @@ fn ticket_events(number: i64, opened_ms: i64) -> Vec<(EventKind, Option<String>,
     events
 }
 
-/// Every event of the outage, in the order the gateway would have produced them.
+/// Builds every event of the outage, in the order the gateway would have produced them.
 fn backlog(options: &Options, start_ms: i64) -> Vec<(EventKind, Option<String>, i64, String)> {
     let mut events = Vec::new();
     let mut number = 0;
@@ -293,7 +293,7 @@ async fn run(options: Options) -> anyhow::Result<BTreeMap<String, f64>> {
             break;
         }
         if Instant::now() > deadline {
-            bail!("the outbox still holds {left} of {total} events after 30 minutes");
+            bail!("timed out: the outbox still contains {left} of {total} events after 30 minutes");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

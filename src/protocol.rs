@@ -26,7 +26,7 @@ pub struct Envelope {
     pub payload: serde_json::Value,
 }
 
-/// What an event carries; the payload's shape follows from it.
+/// The kind of an event, which fixes the shape of its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
@@ -94,7 +94,7 @@ pub struct TicketSnapshot {
     pub asset: Option<String>,
     /// Redacted summary of what is wrong.
     pub summary: String,
-    /// Where the ticket came from: message ids, request ids, with their kind.
+    /// The sources of the ticket: message and request ids, each with its kind.
     pub sources: Vec<TicketSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
@@ -162,7 +162,7 @@ pub struct AuditEntry {
 }
 
 /// What a gateway pulls: one decision of the office or report of a vendor, in the office's
-/// order. `id` is the pull cursor: the gateway asks for changes after the last id it applied.
+/// order. `id` is the pull cursor: the gateway requests the changes after the last id it applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OfficeChange {
     pub id: i64,

@@ -58,7 +58,7 @@ pub struct PointMeta {
     pub alarm_low: Option<f64>,
     /// A state or command rather than a measurement: a coil, a discrete input, a bool or
     /// bitfield value, or a point the operator writes. Its readings keep the sensor alive but
-    /// are not scored, because a switch that holds its position or flips on command is not a
+    /// are not scored, because a switch that stays in its position or flips on command is not a
     /// fault.
     pub state: bool,
 }
@@ -1224,8 +1224,8 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_switch_holding_or_flipping_raises_nothing() {
-        // A pump enable that holds 1 for ten minutes, is switched off for five and on again:
+    async fn state_point_switching_raises_nothing() {
+        // A pump enable that stays at 1 for ten minutes, is switched off for five and on again:
         // as a measurement that is a stuck value and two level shifts.
         let mut values = vec![1.0; 600];
         values.extend(std::iter::repeat_n(0.0, 300));

@@ -152,8 +152,8 @@ fn message_rule(
         return None;
     }
     for other in ticket.unit.iter().chain(ticket.units.iter()) {
-        // The incident is pinned to an asset only when one asset alone can explain it; with
-        // several, a later anomaly on any of them may still join.
+        // The incident is pinned to an asset only when one asset alone can explain it. With
+        // several candidates it stays unpinned, so a later anomaly on any of them may join.
         if let [asset, rest @ ..] = map.shared_assets(unit, other, input.category).as_slice() {
             return Some(("shared_asset", rest.is_empty().then(|| asset.to_string())));
         }
@@ -302,7 +302,7 @@ mod tests {
     }
 
     #[test]
-    fn two_serving_assets_leave_the_incident_open_to_either() {
+    fn shared_asset_two_candidates_unpinned() {
         let mut two = map();
         two.units
             .insert("boiler".into(), vec!["1.tv".into(), "1.th".into()]);

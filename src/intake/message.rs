@@ -520,7 +520,7 @@ mod tests {
     }
 
     #[test]
-    fn units_without_a_name_or_with_odd_characters_are_rejected() {
+    fn check_unit_rejects_odd_units() {
         for unit in ["2.tv", "st. th", "12B", "1.th", "kælder-3"] {
             assert_eq!(check_unit(unit), Ok(()), "{unit}");
         }

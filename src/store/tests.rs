@@ -330,7 +330,7 @@ async fn second_writer_on_same_file_rejected() {
 }
 
 #[tokio::test]
-async fn transact_commits_its_work_and_rolls_back_a_failure() {
+async fn transact_commits_or_rolls_back() {
     let fixture = Fixture::new();
     let (store, writer) = fixture.open(fixture.options());
     let inserted = store
