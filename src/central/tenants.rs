@@ -137,6 +137,19 @@ pub async fn command(
     match command {
         TenantCommand::Set(args) => {
             let record = record(&args)?;
+            let served = store
+                .list_tokens()
+                .await?
+                .iter()
+                .any(|token| token.building == args.building && token.revoked_ms.is_none());
+            if !served {
+                bail!(
+                    "building {:?} has no gateway token, so no gateway would pull this entry; \
+                     add one first with `caretaker central token add --gateway ID --building {}`",
+                    args.building,
+                    args.building
+                );
+            }
             let unit = record.unit.clone();
             let change = store
                 .add_change(
