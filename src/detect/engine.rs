@@ -912,7 +912,7 @@ mod tests {
         REQUEST_COLUMNS,
     };
     use crate::reading::{Quality, Reading, Source, Value};
-    use crate::store::{Batch, DetectOp, StoreOptions};
+    use crate::store::{Batch, DetectOp, EventRow, StoreOptions};
     use crate::time::{ManualClock, TimePolicy};
 
     const START_MS: i64 = 1_780_000_000_000;
@@ -1122,7 +1122,7 @@ mod tests {
     /// Feeds `values` of one sensor without device limits, one a second, through a fresh
     /// store and engine, and returns the fault kinds of the events opened and how many events
     /// are still open at the end.
-    async fn run_series(values: &[f64]) -> (Vec<String>, i64) {
+    async fn run_series(values: &[f64]) -> (Vec<EventRow>, i64) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("store.db");
         let clock = Arc::new(ManualClock::new(START_MS));
@@ -1155,7 +1155,7 @@ mod tests {
         let mut opened = Vec::new();
         loop {
             let (write, more) = engine.step(&metrics).unwrap();
-            opened.extend(open_kinds(&write));
+            opened.extend(open_events(&write));
             store.write_detect(write).await.unwrap();
             if !more {
                 break;
@@ -1254,8 +1254,9 @@ mod tests {
         let (opened, still_open) = run_series(&values).await;
         // The flat line is also a drop of variance, which the detector reports first.
         // NOTE: so a stuck sensor may open a `variance` event beside the `stuck` one.
-        assert!(opened.iter().any(|kind| kind == "stuck"), "{opened:?}");
-        assert!(opened.len() <= 2, "{opened:?}");
+        let kinds: Vec<&str> = opened.iter().map(|e| e.fault_kind.as_str()).collect();
+        assert!(kinds.contains(&"stuck"), "{kinds:?}");
+        assert!(opened.len() <= 2, "{kinds:?}");
         assert_eq!(still_open, 0);
     }
 
@@ -1268,6 +1269,35 @@ mod tests {
         assert!(!opened.is_empty(), "no event for a jump from 21 to 80");
         assert!(opened.len() <= 2, "{opened:?}");
         assert_eq!(still_open, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lone_spike_event_keeps_its_score() {
+        let mut values = noisy(3, 300, 21.0);
+        values.push(80.0);
+        values.extend(noisy(5, 300, 21.0));
+        let (opened, _) = run_series(&values).await;
+        assert!(!opened.is_empty(), "no event for a spike from 21 to 80");
+        for event in &opened {
+            assert!(
+                event.score >= event.threshold,
+                "{} event recorded score {} under its threshold {}",
+                event.fault_kind,
+                event.score,
+                event.threshold
+            );
+        }
+    }
+
+    fn open_events(write: &DetectWrite) -> Vec<EventRow> {
+        write
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                DetectOp::Open { event, .. } => Some(event.clone()),
+                DetectOp::Close { .. } => None,
+            })
+            .collect()
     }
 
     fn open_kinds(write: &DetectWrite) -> Vec<String> {

@@ -140,13 +140,25 @@ impl Finding {
         let expected_text = expected
             .map(|e| format!(", expected about {e:.3} {}", info.unit))
             .unwrap_or_default();
+        // A statistical fault is latched after the reading that showed it, so the alarm may
+        // be raised on a later, quiet reading. The recorded score is the latched ratio on the
+        // detector's scale, the evidence that raised the alarm, not the quiet reading's score.
+        let latched = slot
+            .scores
+            .get(&info.sensor_id)
+            .map(|(ratio, _)| *ratio)
+            .filter(|ratio| ratio.is_finite() && verdict.threshold > 0.0);
+        let score = match latched {
+            Some(ratio) => verdict.score.max(ratio * verdict.threshold),
+            None => verdict.score,
+        };
         Finding {
             source: RequestSource::Detector,
             detector: "stream",
             asset: info.asset.clone(),
             fault_kind,
             sensors: slot.sensors(),
-            score: verdict.score,
+            score,
             threshold: verdict.threshold,
             contributions: slot.contributions_json(),
             severity,
