@@ -85,6 +85,15 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             let json = log_json || config.log.format == "json";
             crate::logging::init(&config.log.level, json);
+            for warning in &config.warnings {
+                tracing::warn!(
+                    file = %warning.file.display(),
+                    line = warning.line,
+                    key = %warning.key,
+                    "{}",
+                    warning.message
+                );
+            }
             match crate::gateway::run_blocking(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
@@ -99,6 +108,9 @@ pub fn run(cli: Cli) -> ExitCode {
 fn check_config(path: &std::path::Path) -> ExitCode {
     match crate::config::load(path) {
         Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("{}", warning.warning_line());
+            }
             let devices = config.modbus.as_ref().map_or(0, |m| m.devices.len());
             let subscriptions = config.mqtt.as_ref().map_or(0, |m| m.subscriptions.len());
             println!(

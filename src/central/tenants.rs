@@ -7,11 +7,17 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 
 use super::store::CentralStore;
+use crate::intake::message::MAX_SENDER_BYTES;
 use crate::protocol::{Change, Contact, TenantRecord};
 use crate::time::Clock;
 
 /// Channels a contact may name.
 const CHANNELS: [&str; 3] = ["sms", "email", "mqtt"];
+
+/// Fewest digits of a phone number, country code included. E.164 sets only the maximum of
+/// 15; seven fits the shortest numbers in use, such as Niue's (+683 and four digits).
+// NOTE: numbers are not checked against each country's numbering plan, so +4512345 passes.
+const MIN_PHONE_DIGITS: usize = 7;
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
@@ -42,8 +48,9 @@ pub struct TenantArgs {
     /// Language of the tenant's updates: `da` or `en`.
     #[arg(long, default_value = "da")]
     pub language: String,
-    /// A sender that maps to the unit, as CHANNEL:ADDRESS with CHANNEL sms, email or mqtt,
-    /// such as `sms:+4512345678`. Repeat for several.
+    /// A sender that maps to the unit, as CHANNEL:ADDRESS: `sms:` with an E.164 number such
+    /// as `sms:+4512345678`, `email:` with an address such as `email:tenant@example.org`, or
+    /// `mqtt:` with a topic without wildcards. Repeat for several.
     #[arg(long = "contact", value_name = "CHANNEL:ADDRESS")]
     pub contacts: Vec<String>,
     /// Local hours in which only emergencies are sent, as HH:MM-HH:MM, such as 22:00-07:00.
@@ -81,15 +88,13 @@ pub fn record(args: &TenantArgs) -> anyhow::Result<TenantRecord> {
         let Some((channel, address)) = contact.split_once(':') else {
             bail!("invalid --contact {contact:?}: give CHANNEL:ADDRESS, such as sms:+4512345678");
         };
-        if !CHANNELS.contains(&channel) || address.trim().is_empty() {
-            bail!(
-                "invalid --contact {contact:?}: the channel must be sms, email or mqtt and the \
-                 address must not be empty"
-            );
+        let address = address.trim();
+        if let Err(reason) = check_address(channel, address) {
+            bail!("invalid --contact {contact:?}: {reason}");
         }
         contacts.push(Contact {
             channel: channel.to_string(),
-            address: address.trim().to_string(),
+            address: address.to_string(),
         });
     }
     for channel in &args.opt_outs {
@@ -126,6 +131,83 @@ pub fn record(args: &TenantArgs) -> anyhow::Result<TenantRecord> {
         permission_to_enter: args.permission_to_enter,
         availability: args.availability.clone(),
     })
+}
+
+/// Checks a contact's address for its channel: an E.164 number for `sms`, an e-mail address
+/// for `email` and a topic for `mqtt`. Returns what is wrong and what to give.
+pub fn check_address(channel: &str, address: &str) -> Result<(), String> {
+    if address.is_empty() {
+        return Err("the address is empty; give CHANNEL:ADDRESS, such as sms:+4512345678".into());
+    }
+    // A longer sender is rejected by intake, so such a contact could never match a message.
+    if address.len() > MAX_SENDER_BYTES {
+        return Err(format!(
+            "the address is longer than {MAX_SENDER_BYTES} bytes, the longest sender intake \
+             accepts"
+        ));
+    }
+    match channel {
+        "sms" => check_phone(address),
+        "email" => check_email(address),
+        "mqtt" => crate::dispatch::config::validate_topic(address),
+        _ => Err(format!(
+            "unknown channel {channel:?}; give one of {}",
+            CHANNELS.join(", ")
+        )),
+    }
+}
+
+/// Checks an E.164 number: `+`, then a country code that does not start with 0, and at most
+/// 15 digits in all, without spaces.
+fn check_phone(number: &str) -> Result<(), String> {
+    let digits = number.strip_prefix('+').unwrap_or("");
+    let valid = digits.chars().all(|c| c.is_ascii_digit())
+        && (MIN_PHONE_DIGITS..=15).contains(&digits.len())
+        && !digits.starts_with('0');
+    if valid {
+        return Ok(());
+    }
+    Err(format!(
+        "{number:?} is not an E.164 phone number; give + with the country code and the \
+         number, {MIN_PHONE_DIGITS} to 15 digits without spaces, such as +4512345678"
+    ))
+}
+
+/// Checks an e-mail address: a local part, `@`, and a domain of at least two labels of
+/// letters, digits and inner hyphens, such as `tenant@example.org`. Quoted local parts and
+/// address literals such as `user@[192.0.2.1]` are rejected.
+fn check_email(address: &str) -> Result<(), String> {
+    let invalid = |why: &str| {
+        Err(format!(
+            "{address:?} is not an e-mail address: {why}; give one such as tenant@example.org"
+        ))
+    };
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return invalid("it has no '@'");
+    };
+    let local_valid = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+    if !local_valid {
+        return invalid("the part before '@' is empty or has a character mail servers reject");
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_valid = |label: &&str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if labels.len() < 2 || !labels.iter().all(label_valid) || domain.len() > 253 {
+        return invalid("the domain after '@' needs at least two labels, such as example.org");
+    }
+    Ok(())
 }
 
 /// Runs one `caretaker central tenant` command.
@@ -233,6 +315,58 @@ mod tests {
         assert_eq!(record.quiet_until.as_deref(), Some("07:00"));
         assert!(record.consent);
         assert!(record.permission_to_enter);
+    }
+
+    #[test]
+    fn contact_accepts_valid_addresses() {
+        for contact in [
+            "sms:+4512345678",
+            "sms:+6831234",
+            "email:tenant@example.org",
+            "email:first.last+updates@mail.example.dk",
+            "mqtt:tenants/2.tv/messages",
+            "mqtt:2.tv",
+        ] {
+            let result = record(&args(&["--contact", contact]));
+            assert!(result.is_ok(), "{contact}: {:?}", result.err());
+        }
+    }
+
+    #[test]
+    fn contact_rejects_invalid_addresses() {
+        let cases = [
+            ("sms:+45", "E.164"),
+            ("sms:4512345678", "E.164"),
+            ("sms:+45 12 34 56 78", "E.164"),
+            ("sms:+0451234567", "E.164"),
+            ("sms:+4512345678901234", "E.164"),
+            ("email:foo", "no '@'"),
+            ("email:foo@localhost", "two labels"),
+            ("email:@example.org", "before '@'"),
+            ("email:a b@example.org", "before '@'"),
+            ("email:tenant@-example.org", "two labels"),
+            ("email:tenant@example..org", "two labels"),
+            ("mqtt:tenants/+/messages", "wildcard"),
+            ("mqtt:tenants/#", "wildcard"),
+            ("mqtt:a\u{0}b", "NUL"),
+            ("sms:", "empty"),
+        ];
+        for (contact, reason) in cases {
+            let err = record(&args(&["--contact", contact]))
+                .expect_err(contact)
+                .to_string();
+            assert!(err.contains(&format!("{contact:?}")), "{contact}: {err}");
+            assert!(err.contains(reason), "{contact}: {err}");
+        }
+    }
+
+    #[test]
+    fn contact_rejects_overlong_address() {
+        let contact = format!("email:{}@example.org", "a".repeat(300));
+        let err = record(&args(&["--contact", &contact]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("longer than 256 bytes"), "{err}");
     }
 
     #[test]

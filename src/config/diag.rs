@@ -36,14 +36,34 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Every problem found while loading a configuration and the files it references.
+///
+/// Errors make the configuration invalid. Warnings name a setting that loads but probably
+/// does not do what the operator wants, and they never fail a load. `len`, `is_empty` and
+/// `iter` count and list errors only.
 #[derive(Debug, Default, Clone)]
 pub struct Diagnostics {
     items: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
 }
 
 impl Diagnostics {
     pub fn push(&mut self, diagnostic: Diagnostic) {
         self.items.push(diagnostic);
+    }
+
+    /// Adds a warning, which does not make the configuration invalid.
+    pub fn push_warning(&mut self, diagnostic: Diagnostic) {
+        self.warnings.push(diagnostic);
+    }
+
+    /// Lists the warnings, printed as `FILE:LINE:COLUMN: KEY: warning: message`.
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.warnings.iter()
+    }
+
+    /// Removes and returns the warnings, for a configuration that loaded.
+    pub fn take_warnings(&mut self) -> Vec<Diagnostic> {
+        std::mem::take(&mut self.warnings)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -56,8 +76,9 @@ impl Diagnostics {
 
     /// Orders the problems by file, line and column, as a reader goes through them.
     pub fn sort(&mut self) {
-        self.items
-            .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        for list in [&mut self.items, &mut self.warnings] {
+            list.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
@@ -76,13 +97,30 @@ impl Diagnostics {
     }
 }
 
+impl Diagnostic {
+    /// Formats the diagnostic as a warning: `FILE:LINE:COLUMN: KEY: warning: message`.
+    pub fn warning_line(&self) -> String {
+        format!(
+            "{}:{}:{}: {}: warning: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.key,
+            self.message
+        )
+    }
+}
+
+/// Prints the errors, then the warnings, one per line.
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, item) in self.items.iter().enumerate() {
+        let errors = self.items.iter().map(ToString::to_string);
+        let warnings = self.warnings.iter().map(Diagnostic::warning_line);
+        for (i, line) in errors.chain(warnings).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{item}")?;
+            write!(f, "{line}")?;
         }
         Ok(())
     }
@@ -170,6 +208,22 @@ impl TomlFile {
         key_path: &str,
         diags: &mut Diagnostics,
     ) -> Vec<T> {
+        self.array_section_indexed(parent, key, key_path, diags)
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect()
+    }
+
+    /// Works as [`TomlFile::array_section`] but pairs each entry with its index in the file,
+    /// so that checks after deserializing name the right entry when an earlier one was left
+    /// out.
+    pub fn array_section_indexed<T: DeserializeOwned>(
+        &self,
+        parent: Option<&Item>,
+        key: &str,
+        key_path: &str,
+        diags: &mut Diagnostics,
+    ) -> Vec<(usize, T)> {
         let item = match parent {
             Some(parent) => parent.get(key),
             None => self.doc.get(key),
@@ -193,7 +247,7 @@ impl TomlFile {
         for (index, entry) in entries.into_iter().enumerate() {
             let path = format!("{key_path}[{index}]");
             if let Some(value) = self.deserialize(&entry, &path, diags) {
-                out.push(value);
+                out.push((index, value));
             }
         }
         out
@@ -316,6 +370,16 @@ impl TomlFile {
             }
         }
         self.report(diags, &format_path(segments), span, message);
+    }
+
+    /// Adds a warning at the value under `segments`, placed as [`TomlFile::report_at`]
+    /// places an error.
+    pub fn warn_at(&self, diags: &mut Diagnostics, segments: &[&str], message: impl Into<String>) {
+        let mut errors = Diagnostics::default();
+        self.report_at(&mut errors, segments, message);
+        for diagnostic in errors.items {
+            diags.push_warning(diagnostic);
+        }
     }
 }
 
@@ -522,6 +586,33 @@ mod tests {
             "{}",
             lines[1]
         );
+    }
+
+    #[test]
+    fn indexed_entries_keep_file_index() {
+        let text = "[[sub]]\nname = 1\n\n[[sub]]\nname = \"b\"\n";
+        let (file, mut diags) = parse(text);
+        let subs: Vec<(usize, Sub)> = file.array_section_indexed(None, "sub", "sub", &mut diags);
+        assert_eq!(diags.len(), 1, "{diags}");
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0].0, 1, "the second entry keeps index 1");
+        assert_eq!(subs[0].1.name, "b");
+    }
+
+    #[test]
+    fn warnings_are_not_errors() {
+        let (file, mut diags) = parse("[mqtt]\nport = 1883\n");
+        file.warn_at(&mut diags, &["mqtt", "port"], "odd port");
+        assert!(diags.is_empty());
+        assert_eq!(diags.len(), 0);
+        let warnings: Vec<String> = diags.warnings().map(Diagnostic::warning_line).collect();
+        assert_eq!(warnings, ["gw.toml:2:8: mqtt.port: warning: odd port"]);
+        assert_eq!(
+            diags.to_string(),
+            "gw.toml:2:8: mqtt.port: warning: odd port"
+        );
+        assert_eq!(diags.take_warnings().len(), 1);
+        assert_eq!(diags.warnings().count(), 0);
     }
 
     #[test]

@@ -146,6 +146,9 @@ pub struct GatewayConfig {
     pub sync: Option<crate::sync::SyncConfig>,
     /// Tickets, vendors, SLAs and tenant updates (`[dispatch]`); none when absent.
     pub dispatch: Option<crate::dispatch::DispatchConfig>,
+    /// Settings that load but probably do not do what the operator wants, such as a trade
+    /// that no vendor takes. `check-config` prints them and `run` logs them.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Loads and validates the gateway config at `path` and every file it references, returning
@@ -261,6 +264,7 @@ fn load_file(
         );
     }
 
+    diags.sort();
     match (gateway, http_listen) {
         (Some(gateway), Some(http_listen)) if diags.is_empty() => Ok(GatewayConfig {
             path: path.to_path_buf(),
@@ -276,11 +280,9 @@ fn load_file(
             detect,
             sync,
             dispatch,
+            warnings: diags.take_warnings(),
         }),
-        _ => {
-            diags.sort();
-            Err(diags)
-        }
+        _ => Err(diags),
     }
 }
 

@@ -12,19 +12,42 @@
 //! operator_topic = "caretaker/building-7/operator"
 //! ```
 
+mod building;
+mod escalation;
+mod sla;
+mod vendors;
+
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use super::hours::{self, Window};
+use super::hours::Window;
 use super::merge::AssetMap;
 use super::templates::Templates;
 use crate::config::{Diagnostics, TomlFile};
+use crate::triage::CATEGORIES;
+
+pub use escalation::Contact;
+pub use sla::Sla;
+pub use vendors::Vendor;
 
 /// The urgencies of triage that have an SLA.
 pub const URGENCIES: [&str; 3] = ["emergency", "urgent", "routine"];
+
+/// Trades whose emergencies need a vendor at once, so that check-config warns when no vendor
+/// with `emergency = true` takes them.
+pub const EMERGENCY_TRADES: [&str; 7] = [
+    "gas",
+    "fire_safety",
+    "plumbing",
+    "electrical",
+    "heating",
+    "elevator",
+    "doors_locks",
+];
 
 /// The handover rules of triage.
 pub const HANDOVER_RULES: [&str; 6] = [
@@ -91,92 +114,6 @@ impl Default for RawDispatch {
     }
 }
 
-/// One vendor as written in the vendor file.
-#[derive(Debug, Clone, Deserialize)]
-struct RawVendor {
-    name: String,
-    trades: Vec<String>,
-    #[serde(default = "default_zone")]
-    time_zone: String,
-    hours: Vec<String>,
-    #[serde(default)]
-    emergency: bool,
-    #[serde(default)]
-    on_call: Vec<String>,
-    daily_capacity: u32,
-    cost_cap: u32,
-}
-
-fn default_zone() -> String {
-    "Europe/Copenhagen".into()
-}
-
-/// A vendor with parsed hours.
-#[derive(Debug, Clone)]
-pub struct Vendor {
-    pub name: String,
-    pub trades: Vec<String>,
-    pub time_zone: Tz,
-    pub hours: Vec<Window>,
-    /// Whether the vendor takes emergencies in its `on_call` hours.
-    pub emergency: bool,
-    pub on_call: Vec<Window>,
-    pub daily_capacity: u32,
-    /// Highest job cost the vendor may take without an office decision, in the currency of
-    /// the SLA file's `job_cost`.
-    pub cost_cap: u32,
-}
-
-/// Service levels of one urgency.
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct Sla {
-    pub acknowledge_mins: u32,
-    pub on_site_mins: u32,
-    pub resolve_mins: u32,
-    /// Length of the vendor's visit.
-    pub job_mins: u32,
-}
-
-struct RawSlaFile {
-    warn_percent: u32,
-    urgency: HashMap<String, Sla>,
-    job_cost: HashMap<String, u32>,
-}
-
-fn default_warn() -> u32 {
-    80
-}
-
-/// A person or desk that takes escalations.
-#[derive(Debug, Clone, Deserialize)]
-struct RawContact {
-    name: String,
-    topic: String,
-    on_call: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Contact {
-    pub name: String,
-    /// MQTT topic where the contact's pager listens.
-    pub topic: String,
-    pub on_call: Vec<Window>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct RawHandover {
-    /// Handover rules after which automation stops and only a human moves the ticket.
-    stop_automation: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct RawAsset {
-    name: String,
-    #[serde(default)]
-    trades: Vec<String>,
-    units: Vec<String>,
-}
-
 /// The validated `[dispatch]` section with every file it references.
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
@@ -239,15 +176,19 @@ pub fn load(file: &TomlFile, base_dir: &Path, diags: &mut Diagnostics) -> Option
             ),
         );
     }
-    if raw.operator_topic.is_empty() || raw.operator_topic.contains(['+', '#', '{']) {
-        file.report_at(
-            diags,
-            &["dispatch", "operator_topic"],
-            format!(
-                "invalid topic {:?}; expected a topic without wildcards or placeholders",
+    let operator_topic = validate_topic(&raw.operator_topic).and_then(|()| {
+        if raw.operator_topic.contains('{') {
+            Err(format!(
+                "invalid topic {:?}: it contains a placeholder; give one topic for all \
+                 operator updates, such as caretaker/building-7/operator",
                 raw.operator_topic
-            ),
-        );
+            ))
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(message) = operator_topic {
+        file.report_at(diags, &["dispatch", "operator_topic"], message);
     }
     if !super::templates::LANGUAGES.contains(&raw.operator_language.as_str()) {
         file.report_at(
@@ -278,11 +219,11 @@ pub fn load(file: &TomlFile, base_dir: &Path, diags: &mut Diagnostics) -> Option
         );
     }
 
-    let vendors = load_vendors(&base_dir.join(&raw.vendors), diags);
-    let sla = load_sla(&base_dir.join(&raw.sla), diags);
-    let escalation = load_escalation(&base_dir.join(&raw.escalation), diags);
+    let vendors = vendors::load(&base_dir.join(&raw.vendors), diags);
+    let sla = sla::load(&base_dir.join(&raw.sla), diags);
+    let escalation = escalation::load(&base_dir.join(&raw.escalation), diags);
     let templates = Templates::load(&base_dir.join(&raw.templates), diags);
-    let building = load_building(&base_dir.join(&raw.building), diags);
+    let building = building::load(&base_dir.join(&raw.building), diags);
 
     if diags.len() != before {
         return None;
@@ -312,269 +253,147 @@ pub fn load(file: &TomlFile, base_dir: &Path, diags: &mut Diagnostics) -> Option
     })
 }
 
-fn parse_zone(
-    file: &TomlFile,
-    diags: &mut Diagnostics,
-    segments: &[&str],
-    text: &str,
-) -> Option<Tz> {
-    match text.parse::<Tz>() {
-        Ok(tz) => Some(tz),
-        Err(_) => {
-            file.report_at(
-                diags,
-                segments,
-                format!(
-                    "unknown time zone {text:?}; expected an IANA name such as Europe/Copenhagen"
-                ),
-            );
-            None
-        }
-    }
+/// Appends `index` to the key path `at`, for a value inside an array.
+fn indexed<'a>(at: &[&'a str], index: &'a str) -> Vec<&'a str> {
+    let mut segments = at.to_vec();
+    segments.push(index);
+    segments
 }
 
+/// Returns a required value, reporting an absent key with `example`. A key that is present
+/// but invalid was reported while deserializing, so it is not reported again.
+fn required<T>(
+    file: &TomlFile,
+    diags: &mut Diagnostics,
+    at: &[&str],
+    value: Option<T>,
+    example: &str,
+) -> Option<T> {
+    if value.is_none() && file.span_of(at).is_none() {
+        let key = at.last().copied().unwrap_or("-");
+        file.report_at(
+            diags,
+            at,
+            format!("missing {key}; add it, such as {example}"),
+        );
+    }
+    value
+}
+
+/// Converts a whole number, reporting it when it is outside `range`. `meaning` names what the
+/// number counts, such as "jobs per day".
+fn whole_number(
+    file: &TomlFile,
+    diags: &mut Diagnostics,
+    at: &[&str],
+    value: i64,
+    range: RangeInclusive<u32>,
+    meaning: &str,
+) -> Option<u32> {
+    let number = u32::try_from(value).ok().filter(|n| range.contains(n));
+    if number.is_none() {
+        let key = at.last().copied().unwrap_or("-");
+        let expected = if *range.end() == u32::MAX {
+            format!("at least {}", range.start())
+        } else {
+            format!("from {} to {}", range.start(), range.end())
+        };
+        file.report_at(
+            diags,
+            at,
+            format!("invalid {key} {value}; expected {meaning}, {expected}"),
+        );
+    }
+    number
+}
+
+fn parse_zone(file: &TomlFile, diags: &mut Diagnostics, at: &[&str], text: &str) -> Option<Tz> {
+    if let Ok(tz) = text.parse::<Tz>() {
+        return Some(tz);
+    }
+    let same_but_case = chrono_tz::TZ_VARIANTS
+        .iter()
+        .find(|tz| tz.name().eq_ignore_ascii_case(text));
+    let message = match same_but_case {
+        Some(tz) => format!("unknown time zone {text:?}; did you mean {:?}?", tz.name()),
+        None => {
+            format!("unknown time zone {text:?}; expected an IANA name such as Europe/Copenhagen")
+        }
+    };
+    file.report_at(diags, at, message);
+    None
+}
+
+/// Parses weekly windows, reporting each invalid one at its index under `at`.
 fn parse_windows(
     file: &TomlFile,
     diags: &mut Diagnostics,
-    segments: &[&str],
+    at: &[&str],
     texts: &[String],
 ) -> Vec<Window> {
-    match hours::parse_all(texts) {
-        Ok(windows) => windows,
-        Err(message) => {
-            file.report_at(diags, segments, message);
-            Vec::new()
-        }
-    }
-}
-
-fn load_vendors(path: &Path, diags: &mut Diagnostics) -> Option<Vec<Vendor>> {
-    let file = TomlFile::load(path, diags)?;
-    let before = diags.len();
-    file.reject_unknown_top_level(&["vendor"], diags);
-    let raw: Vec<RawVendor> = file.array_section(None, "vendor", "vendor", diags);
-    if raw.is_empty() && diags.len() == before {
-        file.report(
-            diags,
-            "vendor",
-            None,
-            "no [[vendor]]; add at least one vendor",
-        );
-    }
-    let mut vendors = Vec::new();
-    let mut names = std::collections::HashSet::new();
-    for (index, vendor) in raw.into_iter().enumerate() {
-        let index_text = index.to_string();
-        let at = |key: &'static str| ["vendor", index_text.as_str(), key];
-        if !names.insert(vendor.name.clone()) {
-            file.report_at(
-                diags,
-                &at("name"),
-                format!("duplicate vendor {:?}", vendor.name),
-            );
-        }
-        if vendor.trades.is_empty() {
-            file.report_at(diags, &at("trades"), "no trades; list what the vendor does");
-        }
-        let time_zone = parse_zone(&file, diags, &at("time_zone"), &vendor.time_zone);
-        let hours = parse_windows(&file, diags, &at("hours"), &vendor.hours);
-        if vendor.hours.is_empty() {
-            file.report_at(
-                diags,
-                &at("hours"),
-                "no working hours, such as \"Mon-Fri 07:00-16:00\"",
-            );
-        }
-        let on_call = parse_windows(&file, diags, &at("on_call"), &vendor.on_call);
-        if vendor.emergency && vendor.on_call.is_empty() {
-            file.report_at(
-                diags,
-                &at("on_call"),
-                "emergency = true needs on_call hours, such as \"Mon-Sun 00:00-24:00\"",
-            );
-        }
-        if vendor.daily_capacity == 0 {
-            file.report_at(diags, &at("daily_capacity"), "must be greater than 0");
-        }
-        if let Some(time_zone) = time_zone {
-            vendors.push(Vendor {
-                name: vendor.name,
-                trades: vendor.trades,
-                time_zone,
-                hours,
-                emergency: vendor.emergency,
-                on_call,
-                daily_capacity: vendor.daily_capacity,
-                cost_cap: vendor.cost_cap,
-            });
-        }
-    }
-    (diags.len() == before).then_some(vendors)
-}
-
-type SlaParts = (HashMap<String, Sla>, u32, HashMap<String, u32>);
-
-fn load_sla(path: &Path, diags: &mut Diagnostics) -> Option<SlaParts> {
-    let file = TomlFile::load(path, diags)?;
-    let before = diags.len();
-    file.reject_unknown_top_level(&["warn_percent", "urgency", "job_cost"], diags);
-    let warn_percent = match file.get("warn_percent") {
-        None => default_warn(),
-        Some(item) => match item.as_integer().and_then(|v| u32::try_from(v).ok()) {
-            Some(value) => value,
-            None => {
-                file.report_at(
-                    diags,
-                    &["warn_percent"],
-                    "expected a whole number of percent",
-                );
-                default_warn()
+    let mut windows = Vec::new();
+    for (index, text) in texts.iter().enumerate() {
+        match Window::parse(text) {
+            Ok(window) => windows.push(window),
+            Err(message) => {
+                let index_text = index.to_string();
+                file.report_at(diags, &indexed(at, &index_text), message);
             }
-        },
-    };
-    let raw = RawSlaFile {
-        warn_percent,
-        urgency: file.section("urgency", diags).unwrap_or_default(),
-        job_cost: file.section("job_cost", diags).unwrap_or_default(),
-    };
-    for urgency in URGENCIES {
-        match raw.urgency.get(urgency) {
-            None => file.report_at(
-                diags,
-                &["urgency"],
-                format!("missing [urgency.{urgency}]; every urgency needs an SLA"),
+        }
+    }
+    windows
+}
+
+/// Reports a trade that is not a category of the triage schema. Returns whether it is one.
+fn check_trade(file: &TomlFile, diags: &mut Diagnostics, at: &[&str], trade: &str) -> bool {
+    let known = CATEGORIES.contains(&trade);
+    if !known {
+        file.report_at(
+            diags,
+            at,
+            format!(
+                "unknown trade {trade:?}; expected a triage category: {}",
+                CATEGORIES.join(", ")
             ),
-            Some(sla) => {
-                let ordered = sla.acknowledge_mins <= sla.on_site_mins
-                    && sla.on_site_mins <= sla.resolve_mins;
-                if !ordered {
-                    file.report_at(
-                        diags,
-                        &["urgency", urgency],
-                        "expected acknowledge_mins <= on_site_mins <= resolve_mins",
-                    );
-                }
-                if sla.job_mins == 0 || sla.job_mins > 24 * 60 {
-                    file.report_at(
-                        diags,
-                        &["urgency", urgency, "job_mins"],
-                        format!("job_mins {} is outside 1..=1440", sla.job_mins),
-                    );
-                }
-            }
-        }
-    }
-    for key in raw.urgency.keys() {
-        if !URGENCIES.contains(&key.as_str()) {
-            file.report_at(
-                diags,
-                &["urgency", key],
-                format!("unknown urgency; expected one of {}", URGENCIES.join(", ")),
-            );
-        }
-    }
-    if raw.warn_percent == 0 || raw.warn_percent >= 100 {
-        file.report_at(diags, &["warn_percent"], "must be between 1 and 99");
-    }
-    (diags.len() == before).then_some((raw.urgency, raw.warn_percent, raw.job_cost))
-}
-
-fn load_escalation(path: &Path, diags: &mut Diagnostics) -> Option<(Vec<Contact>, Vec<String>)> {
-    let file = TomlFile::load(path, diags)?;
-    let before = diags.len();
-    file.reject_unknown_top_level(&["contact", "handover"], diags);
-    let raw: Vec<RawContact> = file.array_section(None, "contact", "contact", diags);
-    if raw.is_empty() && diags.len() == before {
-        file.report(
-            diags,
-            "contact",
-            None,
-            "no [[contact]]; add who takes escalations",
         );
     }
-    let mut contacts = Vec::new();
-    for (index, contact) in raw.into_iter().enumerate() {
+    known
+}
+
+/// Reports each trade that is not a category of the triage schema, at its index under `at`.
+fn check_trades(file: &TomlFile, diags: &mut Diagnostics, at: &[&str], trades: &[String]) {
+    for (index, trade) in trades.iter().enumerate() {
         let index_text = index.to_string();
-        let on_call = parse_windows(
-            &file,
-            diags,
-            &["contact", &index_text, "on_call"],
-            &contact.on_call,
-        );
-        if contact.topic.is_empty() || contact.topic.contains(['+', '#']) {
-            file.report_at(
-                diags,
-                &["contact", &index_text, "topic"],
-                format!(
-                    "invalid topic {:?}; expected a topic without wildcards",
-                    contact.topic
-                ),
-            );
-        }
-        contacts.push(Contact {
-            name: contact.name,
-            topic: contact.topic,
-            on_call,
-        });
+        check_trade(file, diags, &indexed(at, &index_text), trade);
     }
-    let handover: Option<RawHandover> = file.section("handover", diags);
-    let stop = handover.map(|h| h.stop_automation).unwrap_or_else(|| {
-        ["dispute", "legal", "low_confidence", "complaint", "model"]
-            .map(String::from)
-            .to_vec()
-    });
-    for (index, rule) in stop.iter().enumerate() {
-        if !HANDOVER_RULES.contains(&rule.as_str()) {
-            file.report_at(
-                diags,
-                &["handover", "stop_automation", &index.to_string()],
-                format!(
-                    "unknown rule {rule:?}; expected one of {}",
-                    HANDOVER_RULES.join(", ")
-                ),
-            );
-        }
-    }
-    (diags.len() == before).then_some((contacts, stop))
 }
 
-fn load_building(path: &Path, diags: &mut Diagnostics) -> Option<(Tz, AssetMap)> {
-    let file = TomlFile::load(path, diags)?;
-    let before = diags.len();
-    file.reject_unknown_top_level(&["time_zone", "asset"], diags);
-    let zone_text = file
-        .get("time_zone")
-        .and_then(|item| item.as_str())
-        .map(str::to_string);
-    let time_zone = match zone_text {
-        Some(text) => parse_zone(&file, diags, &["time_zone"], &text),
-        None => {
-            file.report(
-                diags,
-                "time_zone",
-                None,
-                "missing time_zone, such as \"Europe/Copenhagen\"",
-            );
-            None
-        }
-    };
-    let raw: Vec<RawAsset> = file.array_section(None, "asset", "asset", diags);
-    let mut map = AssetMap::default();
-    for (index, asset) in raw.into_iter().enumerate() {
-        if asset.units.is_empty() {
-            file.report_at(
-                diags,
-                &["asset", &index.to_string(), "units"],
-                "no units; list the units the asset serves",
-            );
-        }
-        map.units.insert(asset.name.clone(), asset.units);
-        map.trades.insert(asset.name, asset.trades);
+/// Checks an MQTT topic name that the gateway publishes to or matches senders against: not
+/// empty, no wildcard, no NUL character and at most 65,535 bytes, as MQTT 3.1.1 requires.
+/// Returns the reason it is invalid.
+pub fn validate_topic(topic: &str) -> Result<(), String> {
+    const MAX_TOPIC_BYTES: usize = 65_535;
+    if topic.is_empty() {
+        return Err("invalid topic \"\": a topic must not be empty".to_string());
     }
-    if diags.len() != before {
-        return None;
+    if topic.contains(['+', '#']) {
+        return Err(format!(
+            "invalid topic {topic:?}: '+' and '#' are wildcards of subscriptions; give one \
+             topic such as caretaker/building-7/page/duty"
+        ));
     }
-    Some((time_zone?, map))
+    if topic.contains('\0') {
+        return Err(format!(
+            "invalid topic {topic:?}: it contains a NUL character"
+        ));
+    }
+    if topic.len() > MAX_TOPIC_BYTES {
+        return Err(format!(
+            "invalid topic of {} bytes: the limit is {MAX_TOPIC_BYTES}",
+            topic.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Loads templates from `dir` and panics with the problems; for tests.

@@ -16,9 +16,20 @@ pub struct Window {
 
 const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
+const FULL_DAY_NAMES: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
 impl Window {
-    /// Parses `DAYS HH:MM-HH:MM`, where DAYS is a weekday (`Sat`), a range (`Mon-Fri`) or a
-    /// comma list of either (`Mon,Wed,Fri`). Returns what is wrong on failure.
+    /// Parses `DAYS HH:MM-HH:MM`, where DAYS is a weekday (`Sat` or `Saturday`, in any case), a
+    /// range (`Mon-Fri`) or a comma list of either (`Mon,Wed,Fri`). Returns what is wrong on
+    /// failure.
     pub fn parse(text: &str) -> Result<Window, String> {
         let (days_text, times) = text.trim().split_once(' ').ok_or_else(|| {
             format!(
@@ -51,7 +62,9 @@ impl Window {
         let end_min = minute_of_day(end, text)?;
         if end_min <= start_min {
             return Err(format!(
-                "invalid window {text:?}; the end must be after the start on the same day"
+                "invalid window {text:?}; the end must be after the start on the same day, so \
+                 split a window past midnight in two, such as \"Mon 22:00-24:00\" and \
+                 \"Tue 00:00-06:00\""
             ));
         }
         Ok(Window {
@@ -76,8 +89,14 @@ fn day_index(name: &str, text: &str) -> Result<u32, String> {
     DAY_NAMES
         .iter()
         .position(|day| *day == lower)
+        .or_else(|| FULL_DAY_NAMES.iter().position(|day| *day == lower))
         .map(|index| index as u32)
-        .ok_or_else(|| format!("invalid weekday {name:?} in {text:?}; expected Mon to Sun"))
+        .ok_or_else(|| {
+            format!(
+                "invalid weekday {name:?} in {text:?}; expected Mon, Tue, Wed, Thu, Fri, Sat \
+                 or Sun, or a range such as Mon-Fri"
+            )
+        })
 }
 
 /// Parses `HH:MM` into minutes after midnight; `24:00` is the end of the day.
@@ -153,12 +172,34 @@ mod tests {
     }
 
     #[test]
+    fn parse_accepts_full_day_names() {
+        let window = Window::parse("Monday-Friday 07:00-16:00").unwrap();
+        assert_eq!(window, Window::parse("Mon-Fri 07:00-16:00").unwrap());
+        let saturday = Window::parse("SATURDAY 09:00-12:00").unwrap();
+        assert!(saturday.contains_local(Weekday::Sat, 9 * 60, 60));
+    }
+
+    #[test]
+    fn parse_names_the_fix() {
+        let night = Window::parse("Mon-Fri 16:00-07:00").unwrap_err();
+        assert!(night.contains("\"Mon-Fri 16:00-07:00\""), "{night}");
+        assert!(night.contains("split a window past midnight"), "{night}");
+        let day = Window::parse("Mnd 08:00-09:00").unwrap_err();
+        assert!(day.contains("\"Mnd\""), "{day}");
+        assert!(day.contains("Mon, Tue"), "{day}");
+    }
+
+    #[test]
     fn parse_rejects_bad_windows() {
         for text in [
             "Mon 09:00",
             "Xyz 08:00-09:00",
             "Mon 10:00-09:00",
             "Mon 25:00-26:00",
+            "Mon 09:00-09:00",
+            "Mon 24:00-24:00",
+            "Mo-Fr 08:00-09:00",
+            "Mon-Fri",
         ] {
             assert!(Window::parse(text).is_err(), "{text}");
         }

@@ -67,47 +67,16 @@ pub fn earliest_slot(
     horizon_days: u32,
 ) -> Option<Slot> {
     let step_ms = STEP_MINUTES * 60_000;
-    let first = now_ms.div_euclid(step_ms) * step_ms + step_ms;
-    let last = now_ms + i64::from(horizon_days) * 86_400_000;
-    let mut start = first;
-    while start <= last {
-        if is_free(vendor, tenant, start, job_minutes) {
-            return Some(Slot {
-                start_ms: start,
-                end_ms: start + i64::from(job_minutes) * 60_000,
-                meets_sla: start <= onsite_due_ms,
-            });
-        }
-        start += step_ms;
-    }
-    None
-}
-
-fn is_free(
-    vendor: &VendorCalendar<'_>,
-    tenant: TenantAccess<'_>,
-    start: i64,
-    minutes: u32,
-) -> bool {
-    if !hours::fits(vendor.hours, vendor.time_zone, start, minutes) {
-        return false;
-    }
-    let Some(day) = local_date(vendor.time_zone, start) else {
-        return false;
+    let search = SlotSearch {
+        windows: vendor.hours,
+        time_zone: vendor.time_zone,
+        whole_visit: true,
+        capacity: Some((vendor.daily_capacity, vendor.booked)),
+        tenant,
+        first_ms: now_ms.div_euclid(step_ms) * step_ms + step_ms,
+        last_ms: now_ms + i64::from(horizon_days) * 86_400_000,
     };
-    if vendor.booked.get(&day).copied().unwrap_or(0) >= vendor.daily_capacity {
-        return false;
-    }
-    tenant.permission_to_enter
-        || tenant.availability.is_empty()
-        || hours::fits(tenant.availability, tenant.time_zone, start, minutes)
-}
-
-/// Returns the local date of an instant in `tz`.
-pub fn local_date(tz: Tz, at_ms: i64) -> Option<NaiveDate> {
-    tz.timestamp_millis_opt(at_ms)
-        .single()
-        .map(|local| local.date_naive())
+    search.run(job_minutes, onsite_due_ms)
 }
 
 /// Returns the slot of an emergency: the on-call vendor is sent at once, whatever the tenant's
@@ -119,11 +88,83 @@ pub fn emergency_slot(
     job_minutes: u32,
     onsite_due_ms: i64,
 ) -> Option<Slot> {
-    hours::covers(on_call, time_zone, now_ms).then_some(Slot {
-        start_ms: now_ms,
-        end_ms: now_ms + i64::from(job_minutes) * 60_000,
-        meets_sla: now_ms <= onsite_due_ms,
-    })
+    let search = SlotSearch {
+        windows: on_call,
+        time_zone,
+        whole_visit: false,
+        capacity: None,
+        tenant: TenantAccess::unrestricted(time_zone),
+        first_ms: now_ms,
+        last_ms: now_ms,
+    };
+    search.run(job_minutes, onsite_due_ms)
+}
+
+/// One search for a slot. Booked work and emergencies differ only in these fields.
+struct SlotSearch<'a> {
+    /// The vendor's windows, in the local time of `time_zone`.
+    windows: &'a [Window],
+    time_zone: Tz,
+    /// Whether the whole visit must lie in one window, as booked work must. An on-call
+    /// vendor needs only the start in a window, because it stays until the job is done.
+    whole_visit: bool,
+    /// Jobs per local day and the jobs booked per local date; `None` when capacity does not
+    /// apply.
+    capacity: Option<(u32, &'a HashMap<NaiveDate, u32>)>,
+    tenant: TenantAccess<'a>,
+    /// First candidate start.
+    first_ms: i64,
+    /// Last candidate start; candidates are [`STEP_MINUTES`] apart.
+    last_ms: i64,
+}
+
+impl SlotSearch<'_> {
+    /// Returns the first free candidate as a slot of `job_minutes`.
+    fn run(&self, job_minutes: u32, onsite_due_ms: i64) -> Option<Slot> {
+        let step_ms = STEP_MINUTES * 60_000;
+        let mut start = self.first_ms;
+        while start <= self.last_ms {
+            if self.is_free(start, job_minutes) {
+                return Some(Slot {
+                    start_ms: start,
+                    end_ms: start + i64::from(job_minutes) * 60_000,
+                    meets_sla: start <= onsite_due_ms,
+                });
+            }
+            start += step_ms;
+        }
+        None
+    }
+
+    fn is_free(&self, start: i64, minutes: u32) -> bool {
+        let in_window = if self.whole_visit {
+            hours::fits(self.windows, self.time_zone, start, minutes)
+        } else {
+            hours::covers(self.windows, self.time_zone, start)
+        };
+        if !in_window {
+            return false;
+        }
+        if let Some((daily_capacity, booked)) = self.capacity {
+            let Some(day) = local_date(self.time_zone, start) else {
+                return false;
+            };
+            if booked.get(&day).copied().unwrap_or(0) >= daily_capacity {
+                return false;
+            }
+        }
+        let tenant = &self.tenant;
+        tenant.permission_to_enter
+            || tenant.availability.is_empty()
+            || hours::fits(tenant.availability, tenant.time_zone, start, minutes)
+    }
+}
+
+/// Returns the local date of an instant in `tz`.
+pub fn local_date(tz: Tz, at_ms: i64) -> Option<NaiveDate> {
+    tz.timestamp_millis_opt(at_ms)
+        .single()
+        .map(|local| local.date_naive())
 }
 
 /// Returns whether a due time is close enough to escalate: `warn_percent` of the time from
@@ -295,6 +336,21 @@ mod tests {
         assert!(emergency_slot(&daytime, Copenhagen, night, 60, night).is_none());
         let local = Copenhagen.timestamp_millis_opt(now).unwrap();
         assert_eq!(local.hour(), 3);
+    }
+
+    #[test]
+    fn emergency_ignores_quarter_hours() {
+        let on_call = vec![Window::parse("Mon-Sun 00:00-24:00").unwrap()];
+        let now = local_ms("2026-06-03 23:07") + 20_000;
+        let slot = emergency_slot(&on_call, Copenhagen, now, 120, now + 3_600_000).unwrap();
+        assert_eq!(
+            slot.start_ms, now,
+            "an emergency starts now, not on a quarter hour"
+        );
+        assert_eq!(slot.end_ms, now + 120 * 60_000);
+        assert!(slot.meets_sla);
+        let late = emergency_slot(&on_call, Copenhagen, now, 120, now - 1).unwrap();
+        assert!(!late.meets_sla);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Tenant update templates, one TOML file per language (`da.toml`, `en.toml`) with one string
-//! per template name. Placeholders are `{name}`; an unknown placeholder or a missing template
-//! is a config error, found at load.
+//! per template name. Placeholders are `{name}`; an unknown placeholder, an unclosed `{`, a
+//! stray `}` or a missing template is a config error, found at load.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -60,8 +60,15 @@ impl Templates {
                     file.report_at(diags, &[name], "expected a string");
                     continue;
                 };
-                if let Err(message) = check(text) {
-                    file.report_at(diags, &[name], message);
+                if text.trim().is_empty() {
+                    file.report_at(diags, &[name], "empty template; write the update's text");
+                    continue;
+                }
+                let problems = problems(text);
+                if !problems.is_empty() {
+                    for message in problems {
+                        file.report_at(diags, &[name], message);
+                    }
                     continue;
                 }
                 map.insert(name.to_string(), text.to_string());
@@ -104,23 +111,66 @@ impl Templates {
 }
 
 /// Checks that every `{name}` in `text` is a known placeholder and every brace is closed.
+/// Returns every problem, joined by "; ".
 pub fn check(text: &str) -> Result<(), String> {
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or_else(|| format!("unclosed '{{' in template {text:?}"))?;
-        let name = &after[..close];
-        if !PLACEHOLDERS.contains(&name) {
-            return Err(format!(
-                "unknown placeholder {{{name}}}; expected one of {}",
-                PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
-            ));
-        }
-        rest = &after[close + 1..];
+    let problems = problems(text);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
     }
-    Ok(())
+}
+
+/// Lists every problem of the placeholders in `text`: a `{` without its `}`, a `}` without
+/// its `{`, and each unknown placeholder once.
+pub fn problems(text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut unknown: Vec<&str> = Vec::new();
+    let mut rest = text;
+    let mut offset = 0;
+    while let Some(brace) = rest.find(['{', '}']) {
+        // 1-based, in characters, as an editor counts them.
+        let position = text[..offset + brace].chars().count() + 1;
+        if rest[brace..].starts_with('}') {
+            problems.push(format!(
+                "'}}' without '{{' at character {position}; remove it or open the placeholder"
+            ));
+            offset += brace + 1;
+            rest = &rest[brace + 1..];
+            continue;
+        }
+        let after = &rest[brace + 1..];
+        // A placeholder ends at the first '}', unless a '{' or the end of the text comes first.
+        match after.find(['{', '}']) {
+            Some(end) if after[end..].starts_with('}') => {
+                let name = &after[..end];
+                if !PLACEHOLDERS.contains(&name) && !unknown.contains(&name) {
+                    unknown.push(name);
+                }
+                offset += brace + 1 + end + 1;
+                rest = &after[end + 1..];
+            }
+            next => {
+                let start: String = after
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                problems.push(format!(
+                    "unclosed placeholder \"{{{start}\" at character {position}; close it with '}}'"
+                ));
+                let end = next.unwrap_or(after.len());
+                offset += brace + 1 + end;
+                rest = &after[end..];
+            }
+        }
+    }
+    for name in unknown {
+        problems.push(format!(
+            "unknown placeholder {{{name}}}; expected one of {}",
+            PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+        ));
+    }
+    problems
 }
 
 /// Replaces each `{name}` with its value; a placeholder without a value becomes `-`.
@@ -154,8 +204,49 @@ mod tests {
     fn check_rejects_unknown_placeholder() {
         assert!(check("Sag {ticket} er modtaget").is_ok());
         let err = check("Hej {name}").unwrap_err();
-        assert!(err.contains("{name}"), "{err}");
+        assert!(err.contains("unknown placeholder {name}"), "{err}");
+        assert!(err.contains("{ticket}, {category}"), "{err}");
         assert!(check("open { brace").is_err());
+    }
+
+    #[test]
+    fn problems_finds_unclosed_placeholders() {
+        assert_eq!(
+            problems("Sag {ticket"),
+            ["unclosed placeholder \"{ticket\" at character 5; close it with '}'"]
+        );
+        // The '{' of {vendor} comes before a '}', so {ticket is unclosed and {vendor} is fine.
+        assert_eq!(
+            problems("Sag {ticket. {vendor} kommer"),
+            ["unclosed placeholder \"{ticket\" at character 5; close it with '}'"]
+        );
+        assert_eq!(
+            problems("{ticket} }"),
+            ["'}' without '{' at character 10; remove it or open the placeholder"]
+        );
+    }
+
+    #[test]
+    fn problems_lists_each_unknown_once() {
+        let found = problems("{flat} {ticket} {flat} {tiket} {");
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].starts_with("unclosed placeholder \"{\" at character 32"));
+        assert!(
+            found[1].starts_with("unknown placeholder {flat};"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].starts_with("unknown placeholder {tiket};"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn problems_accepts_every_placeholder() {
+        for name in PLACEHOLDERS {
+            assert!(problems(&format!("x {{{name}}} y")).is_empty(), "{name}");
+        }
+        assert!(problems("no placeholders").is_empty());
     }
 
     #[test]

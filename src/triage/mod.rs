@@ -26,7 +26,7 @@ use serde::Serialize;
 pub use classify::{LOW_CONFIDENCE, MAX_TEXT_BYTES};
 pub use cli::{main, train_main, TrainTriageArgs, TriageArgs};
 pub use model::{Model, ModelError};
-pub use request::triage_request;
+pub use request::{triage_request, CATEGORIES};
 
 /// The model built into the binary, trained by `caretaker train-triage`.
 pub const BUILTIN_MODEL_JSON: &str = include_str!("../../models/triage.json");

@@ -11,7 +11,7 @@ use super::Triage;
 use crate::detect::request::{Audience, MaintenanceRequest, Severity, Urgency};
 
 /// The trade categories of the label schema.
-const CATEGORIES: &[&str] = &[
+pub const CATEGORIES: &[&str] = &[
     "plumbing",
     "electrical",
     "heating",
