@@ -11,164 +11,102 @@ use std::time::Duration;
 
 use caretaker::protocol::{Change, Contact, OfficeChange, TenantRecord, TicketAction};
 use caretaker::time::{Clock, ManualClock};
-use chrono::{NaiveDateTime, TimeZone};
-use chrono_tz::Europe::Copenhagen;
-use fixture::{
-    add_anomaly, add_message, add_tenant, dispatcher, open, step, strings, write_config,
-};
+use caretaker::triage::Triage;
+use chrono::NaiveDateTime;
+use fixture::{local_ms, ticket_change, Flow, FIRST_TICKET};
+use serde_json::{json, Value};
 
 const SENDER: &str = "+4522334455";
 const EMAIL: &str = "karen.jensen@example.com";
-
-fn local_ms(text: &str) -> i64 {
-    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap();
-    Copenhagen
-        .from_local_datetime(&naive)
-        .single()
-        .unwrap()
-        .timestamp_millis()
-}
-
-fn single(conn: &rusqlite::Connection, sql: &str) -> String {
-    conn.query_row(sql, [], |row| row.get::<_, String>(0))
-        .unwrap()
-}
+const TAP: &str = "The kitchen tap is dripping all the time";
+const VENDOR: &str = "vendor:Nordvarme VVS";
 
 #[test]
 fn message_becomes_scheduled_ticket() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 1883, 9999, "");
-    let dispatcher = dispatcher(&config);
-    let mut conn = open(&dir.path().join("store.db"));
-    add_tenant(&dispatcher, &mut conn, 1, "2.th", "en", &[("sms", SENDER)]);
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
     let now = local_ms("2026-06-03 10:00");
-    add_message(
-        &conn,
-        "m1",
-        SENDER,
-        "2.th",
-        "The kitchen tap is dripping all the time",
-        now,
-    );
+    flow.message("m1", SENDER, "2.th", TAP, now);
 
-    let report = step(&dispatcher, &mut conn, now);
+    let report = flow.step(now);
     assert_eq!(report.tickets_opened, 1, "{report:?}");
-    let state = single(&conn, "SELECT state FROM tickets");
+    let state = flow.single("SELECT state FROM tickets");
     assert_eq!(state, "scheduled");
-    let vendor = single(&conn, "SELECT vendor FROM tickets");
+    let vendor = flow.single("SELECT vendor FROM tickets");
     assert_eq!(vendor, "Nordvarme VVS");
-    let templates = strings(
-        &conn,
-        "SELECT template FROM tenant_updates WHERE unit = '2.th' ORDER BY id",
-    );
+    let templates =
+        flow.strings("SELECT template FROM tenant_updates WHERE unit = '2.th' ORDER BY id");
     assert_eq!(templates, vec!["received", "booked"]);
-    let booked = single(
-        &conn,
-        "SELECT text FROM tenant_updates WHERE template = 'booked'",
-    );
+    let booked = flow.single("SELECT text FROM tenant_updates WHERE template = 'booked'");
     assert!(
         booked.starts_with("Ticket dispatch-test-000001: Nordvarme VVS will come"),
         "{booked}"
     );
-    let topic = single(&conn, "SELECT DISTINCT topic FROM tenant_updates");
+    let topic = flow.single("SELECT DISTINCT topic FROM tenant_updates");
     assert_eq!(topic, "tenants/2.th/updates");
-    let seqs: Vec<String> = strings(
-        &conn,
-        "SELECT CAST(seq AS TEXT) FROM ticket_history ORDER BY seq",
-    );
+    let seqs: Vec<String> =
+        flow.strings("SELECT CAST(seq AS TEXT) FROM ticket_history ORDER BY seq");
     assert_eq!(seqs, vec!["1", "2", "3", "4"]);
-    let kinds = strings(&conn, "SELECT DISTINCT kind FROM outbox ORDER BY kind");
+    let kinds = flow.strings("SELECT DISTINCT kind FROM outbox ORDER BY kind");
     assert_eq!(kinds, vec!["audit", "tenant_update", "ticket"]);
     // A second pass finds nothing new.
-    let again = step(&dispatcher, &mut conn, now + 1000);
+    let again = flow.step(now + 1000);
     assert_eq!(again.messages, 0);
 }
 
 #[test]
 fn unknown_sender_updates_only_operator() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 1883, 9999, "");
-    let dispatcher = dispatcher(&config);
-    let mut conn = open(&dir.path().join("store.db"));
+    let mut flow = Flow::new();
     let now = local_ms("2026-06-03 10:00");
-    add_message(
-        &conn,
-        "m1",
-        "+4511111111",
-        "2.th",
-        "The kitchen tap is dripping all the time",
-        now,
-    );
-    step(&dispatcher, &mut conn, now);
-    let audiences = strings(&conn, "SELECT DISTINCT audience FROM tenant_updates");
+    flow.message("m1", "+4511111111", "2.th", TAP, now);
+    flow.step(now);
+    let audiences = flow.strings("SELECT DISTINCT audience FROM tenant_updates");
     assert_eq!(audiences, vec!["operator"]);
-    let topics = strings(&conn, "SELECT DISTINCT topic FROM tenant_updates");
+    let topics = flow.strings("SELECT DISTINCT topic FROM tenant_updates");
     assert_eq!(topics, vec!["caretaker/test/operator"]);
 }
 
 #[test]
 fn message_and_anomaly_merge() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 1883, 9999, "");
-    let dispatcher = dispatcher(&config);
-    let mut conn = open(&dir.path().join("store.db"));
-    add_tenant(
-        &dispatcher,
-        &mut conn,
-        1,
-        "1.tv",
-        "da",
-        &[("sms", "+4510000001")],
-    );
-    add_tenant(
-        &dispatcher,
-        &mut conn,
-        2,
-        "1.th",
-        "en",
-        &[("sms", "+4510000002")],
-    );
+    let mut flow = Flow::new();
+    flow.tenant(1, "1.tv", "da", &[("sms", "+4510000001")]);
+    flow.tenant(2, "1.th", "en", &[("sms", "+4510000002")]);
     let now = local_ms("2026-01-12 07:30");
-    add_message(
-        &conn,
+    flow.message(
         "m1",
         "+4510000001",
         "1.tv",
         "Der er ikke noget varmt vand i min lejlighed",
         now,
     );
-    step(&dispatcher, &mut conn, now);
-    add_anomaly(
-        &conn,
+    flow.step(now);
+    flow.anomaly(
         "substation-1",
         "supply_temperature_low",
         "heating",
         now + 60_000,
     );
-    add_message(
-        &conn,
+    flow.message(
         "m2",
         "+4510000002",
         "1.th",
         "We have no hot water since this morning",
         now + 120_000,
     );
-    step(&dispatcher, &mut conn, now + 180_000);
+    flow.step(now + 180_000);
 
-    let tickets = strings(&conn, "SELECT id FROM tickets");
+    let tickets = flow.strings("SELECT id FROM tickets");
     assert_eq!(tickets.len(), 1, "{tickets:?}");
-    let sources = strings(
-        &conn,
-        "SELECT kind || ':' || outcome FROM ticket_sources ORDER BY ts_ms, kind",
-    );
+    let sources =
+        flow.strings("SELECT kind || ':' || outcome FROM ticket_sources ORDER BY ts_ms, kind");
     assert_eq!(sources.len(), 3, "{sources:?}");
-    let asset = single(&conn, "SELECT asset FROM tickets");
+    let asset = flow.single("SELECT asset FROM tickets");
     assert_eq!(asset, "substation-1");
-    let urgency = single(&conn, "SELECT urgency FROM tickets");
+    let urgency = flow.single("SELECT urgency FROM tickets");
     assert_eq!(urgency, "urgent");
-    let merges = strings(&conn, "SELECT action FROM audit WHERE action = 'merge'");
+    let merges = flow.strings("SELECT action FROM audit WHERE action = 'merge'");
     assert_eq!(merges.len(), 2);
-    let anomaly = single(&conn, "SELECT payload FROM outbox WHERE kind = 'anomaly'");
+    let anomaly = flow.single("SELECT payload FROM outbox WHERE kind = 'anomaly'");
     let anomaly: serde_json::Value = serde_json::from_str(&anomaly).unwrap();
     assert_eq!(anomaly["asset"], "substation-1");
     assert_eq!(anomaly["detector"], "stream");
@@ -180,103 +118,59 @@ fn message_and_anomaly_merge() {
 
 #[test]
 fn anomaly_updates_served_tenants() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 1883, 9999, "");
-    let dispatcher = dispatcher(&config);
-    let mut conn = open(&dir.path().join("store.db"));
-    add_tenant(
-        &dispatcher,
-        &mut conn,
-        1,
-        "3.th",
-        "da",
-        &[("sms", "+4510000003")],
-    );
+    let mut flow = Flow::new();
+    flow.tenant(1, "3.th", "da", &[("sms", "+4510000003")]);
     let now = local_ms("2026-06-03 10:00");
-    add_anomaly(&conn, "heating-pump-1", "bearing_wear", "heating", now);
-    step(&dispatcher, &mut conn, now);
-    assert_eq!(single(&conn, "SELECT state FROM tickets"), "scheduled");
-    let texts = strings(
-        &conn,
-        "SELECT text FROM tenant_updates WHERE unit = '3.th' ORDER BY id",
-    );
+    flow.anomaly("heating-pump-1", "bearing_wear", "heating", now);
+    flow.step(now);
+    assert_eq!(flow.single("SELECT state FROM tickets"), "scheduled");
+    let texts = flow.strings("SELECT text FROM tenant_updates WHERE unit = '3.th' ORDER BY id");
     assert_eq!(texts.len(), 2, "{texts:?}");
     assert!(texts[0].starts_with("Vi har modtaget"), "{}", texts[0]);
 }
 
 #[test]
 fn sla_breach_escalates() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 1883, 9999, "");
-    let dispatcher = dispatcher(&config);
-    let mut conn = open(&dir.path().join("store.db"));
-    add_tenant(&dispatcher, &mut conn, 1, "2.th", "en", &[("sms", SENDER)]);
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
     let clock = ManualClock::new(local_ms("2026-06-03 10:00"));
-    add_message(
-        &conn,
-        "m1",
-        SENDER,
-        "2.th",
-        "The kitchen tap is dripping all the time",
-        clock.wall_ms(),
-    );
-    step(&dispatcher, &mut conn, clock.wall_ms());
-    assert_eq!(single(&conn, "SELECT state FROM tickets"), "scheduled");
+    flow.message("m1", SENDER, "2.th", TAP, clock.wall_ms());
+    flow.step(clock.wall_ms());
+    assert_eq!(flow.single("SELECT state FROM tickets"), "scheduled");
 
     // Routine: acknowledge within 24 h, escalated once 80 % of it has passed.
     clock.advance(Duration::from_secs(19 * 3600));
-    step(&dispatcher, &mut conn, clock.wall_ms());
-    assert_eq!(single(&conn, "SELECT state FROM tickets"), "scheduled");
+    flow.step(clock.wall_ms());
+    assert_eq!(flow.single("SELECT state FROM tickets"), "scheduled");
     clock.advance(Duration::from_secs(3600));
-    let report = step(&dispatcher, &mut conn, clock.wall_ms());
+    let report = flow.step(clock.wall_ms());
     assert_eq!(report.escalated, 1);
-    assert_eq!(single(&conn, "SELECT state FROM tickets"), "escalated");
-    let actor = single(
-        &conn,
-        "SELECT actor FROM ticket_history ORDER BY seq DESC LIMIT 1",
-    );
+    assert_eq!(flow.single("SELECT state FROM tickets"), "escalated");
+    let actor = flow.single("SELECT actor FROM ticket_history ORDER BY seq DESC LIMIT 1");
     assert_eq!(actor, "rule:sla");
-    let paged = single(
-        &conn,
-        "SELECT topic FROM tenant_updates WHERE template = 'page'",
-    );
+    let paged = flow.single("SELECT topic FROM tenant_updates WHERE template = 'page'");
     assert_eq!(paged, "caretaker/building-7/page/duty");
     // Escalating again on the next pass would page twice.
     clock.advance(Duration::from_secs(3600));
-    assert_eq!(step(&dispatcher, &mut conn, clock.wall_ms()).escalated, 0);
+    assert_eq!(flow.step(clock.wall_ms()).escalated, 0);
 }
 
 #[test]
 fn dst_week_schedules_local_hours() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 1883, 9999, "");
-    let dispatcher = dispatcher(&config);
-    let mut conn = open(&dir.path().join("store.db"));
-    add_tenant(&dispatcher, &mut conn, 1, "2.th", "en", &[("sms", SENDER)]);
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
     // Friday before the change to summer time on Sunday 29 March 2026.
     let now = local_ms("2026-03-27 15:30");
-    add_message(
-        &conn,
-        "m1",
-        SENDER,
-        "2.th",
-        "The kitchen tap is dripping all the time",
-        now,
-    );
-    step(&dispatcher, &mut conn, now);
-    let start: i64 = conn
-        .query_row("SELECT slot_start_ms FROM tickets", [], |r| r.get(0))
-        .unwrap();
+    flow.message("m1", SENDER, "2.th", TAP, now);
+    flow.step(now);
+    let start = flow.number("SELECT slot_start_ms FROM tickets");
     // Monday 07:00 CEST is 05:00 UTC.
     let expected = NaiveDateTime::parse_from_str("2026-03-30 05:00", "%Y-%m-%d %H:%M")
         .unwrap()
         .and_utc()
         .timestamp_millis();
     assert_eq!(start, expected);
-    let booked = single(
-        &conn,
-        "SELECT text FROM tenant_updates WHERE template = 'booked'",
-    );
+    let booked = flow.single("SELECT text FROM tenant_updates WHERE template = 'booked'");
     assert!(
         booked.contains("2026-03-30 07:00 to 2026-03-30 09:00"),
         "{booked}"
@@ -285,40 +179,22 @@ fn dst_week_schedules_local_hours() {
 
 #[test]
 fn erase_leaves_no_trace() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 1883, 9999, "");
-    let dispatcher = dispatcher(&config);
-    let db = dir.path().join("store.db");
-    let mut conn = open(&db);
-    add_tenant(
-        &dispatcher,
-        &mut conn,
-        1,
-        "2.th",
-        "en",
-        &[("sms", SENDER), ("email", EMAIL)],
-    );
-    add_tenant(
-        &dispatcher,
-        &mut conn,
-        2,
-        "3.tv",
-        "da",
-        &[("sms", "+4599999999")],
-    );
+    let mut flow = Flow::new();
+    let db = flow.db.clone();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER), ("email", EMAIL)]);
+    flow.tenant(2, "3.tv", "da", &[("sms", "+4599999999")]);
     let now = local_ms("2026-06-03 10:00");
     let text = "The kitchen tap is dripping all the time, call Karen Jensen on +4522334455";
-    add_message(&conn, "m1", SENDER, "2.th", text, now);
-    add_message(
-        &conn,
+    flow.message("m1", SENDER, "2.th", text, now);
+    flow.message(
         "m2",
         "+4599999999",
         "3.tv",
         "Vandhanen i køkkenet drypper hele tiden",
         now,
     );
-    step(&dispatcher, &mut conn, now);
-    drop(conn);
+    flow.step(now);
+    flow.close();
 
     let output = Command::new(env!("CARGO_BIN_EXE_caretaker"))
         .args(["erase", "--db"])
@@ -332,54 +208,32 @@ fn erase_leaves_no_trace() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let conn = open(&db);
+    flow.reopen();
     for needle in [SENDER, EMAIL, "dripping all the time", "Karen"] {
-        let found = caretaker::dispatch::cli::find_everywhere(&conn, needle).unwrap();
+        let found = caretaker::dispatch::cli::find_everywhere(&flow.conn, needle).unwrap();
         assert!(found.is_empty(), "{needle:?} is still in {found:?}");
     }
-    let updates: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM tenant_updates WHERE unit = '2.th'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let updates = flow.number("SELECT count(*) FROM tenant_updates WHERE unit = '2.th'");
     assert_eq!(updates, 0);
     // The other tenant keeps everything.
-    let other = caretaker::dispatch::cli::find_everywhere(&conn, "+4599999999").unwrap();
+    let other = caretaker::dispatch::cli::find_everywhere(&flow.conn, "+4599999999").unwrap();
     assert!(other.contains(&"messages.sender".to_string()), "{other:?}");
-    let erasures = strings(&conn, "SELECT subject FROM audit WHERE action = 'erase'");
+    let erasures = flow.strings("SELECT subject FROM audit WHERE action = 'erase'");
     assert_eq!(erasures, vec!["unit:2.th"]);
-    let verify = caretaker::store::audit::verify(&conn).unwrap();
+    let verify = caretaker::store::audit::verify(&flow.conn).unwrap();
     assert!(verify.is_intact(), "{:?}", verify.problems);
 }
 
 #[test]
 fn audit_detects_edited_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 1883, 9999, "");
-    let dispatcher = dispatcher(&config);
-    let db = dir.path().join("store.db");
-    let mut conn = open(&db);
-    add_tenant(&dispatcher, &mut conn, 1, "2.th", "en", &[("sms", SENDER)]);
+    let mut flow = Flow::new();
+    let db = flow.db.clone();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
     let now = local_ms("2026-06-03 10:00");
-    add_message(
-        &conn,
-        "m1",
-        SENDER,
-        "2.th",
-        "The kitchen tap is dripping all the time",
-        now,
-    );
-    step(&dispatcher, &mut conn, now);
-    let vendor_row: i64 = conn
-        .query_row(
-            "SELECT id FROM audit WHERE action = 'vendor_choice'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    drop(conn);
+    flow.message("m1", SENDER, "2.th", TAP, now);
+    flow.step(now);
+    let vendor_row = flow.number("SELECT id FROM audit WHERE action = 'vendor_choice'");
+    flow.close();
 
     let audit = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_caretaker"))
@@ -418,185 +272,105 @@ fn audit_detects_edited_row() {
     );
 }
 
-fn office_change(id: i64, ticket: &str, action: TicketAction) -> OfficeChange {
-    OfficeChange {
-        id,
-        ts_ms: 0,
-        actor: "vendor:Nordvarme VVS".into(),
-        change: Change::Ticket {
-            ticket: ticket.into(),
-            action,
-            vendor: None,
-            slot_start_ms: None,
-            slot_end_ms: None,
-            note: None,
-        },
-    }
-}
-
-fn apply(
-    dispatcher: &caretaker::dispatch::Dispatcher,
-    conn: &mut rusqlite::Connection,
-    change: &OfficeChange,
-    now: i64,
-) {
-    let tx = conn.transaction().unwrap();
-    dispatcher.apply_office_change(&tx, change, now).unwrap();
-    tx.commit().unwrap();
-}
-
 #[test]
 fn office_changes_drive_state_machine() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 1883, 9999, "");
-    let dispatcher = dispatcher(&config);
-    let mut conn = open(&dir.path().join("store.db"));
-    add_tenant(&dispatcher, &mut conn, 1, "2.th", "en", &[("sms", SENDER)]);
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
     let now = local_ms("2026-06-03 10:00");
-    add_message(
-        &conn,
-        "m1",
-        SENDER,
-        "2.th",
-        "The kitchen tap is dripping all the time",
-        now,
-    );
-    step(&dispatcher, &mut conn, now);
-    let ticket = "dispatch-test-000001";
+    flow.message("m1", SENDER, "2.th", TAP, now);
+    flow.step(now);
+    let ticket = FIRST_TICKET;
 
-    let on_the_way = office_change(10, ticket, TicketAction::OnTheWay);
-    apply(&dispatcher, &mut conn, &on_the_way, now + 60_000);
+    let on_the_way = ticket_change(10, VENDOR, ticket, TicketAction::OnTheWay);
+    flow.apply(&on_the_way, now + 60_000);
     // The same change pulled again is applied once.
-    apply(&dispatcher, &mut conn, &on_the_way, now + 61_000);
-    assert_eq!(single(&conn, "SELECT state FROM tickets"), "in_progress");
-    apply(
-        &dispatcher,
-        &mut conn,
-        &office_change(11, ticket, TicketAction::Done),
+    flow.apply(&on_the_way, now + 61_000);
+    assert_eq!(flow.single("SELECT state FROM tickets"), "in_progress");
+    flow.apply(
+        &ticket_change(11, VENDOR, ticket, TicketAction::Done),
         now + 120_000,
     );
-    assert_eq!(single(&conn, "SELECT state FROM tickets"), "resolved");
-    apply(
-        &dispatcher,
-        &mut conn,
-        &office_change(12, ticket, TicketAction::Close),
+    assert_eq!(flow.single("SELECT state FROM tickets"), "resolved");
+    flow.apply(
+        &ticket_change(12, VENDOR, ticket, TicketAction::Close),
         now + 180_000,
     );
-    assert_eq!(single(&conn, "SELECT state FROM tickets"), "closed");
+    assert_eq!(flow.single("SELECT state FROM tickets"), "closed");
     // A closed ticket cannot be cancelled; the attempt is audited and changes nothing.
-    apply(
-        &dispatcher,
-        &mut conn,
-        &office_change(13, ticket, TicketAction::Cancel),
+    flow.apply(
+        &ticket_change(13, VENDOR, ticket, TicketAction::Cancel),
         now + 240_000,
     );
-    assert_eq!(single(&conn, "SELECT state FROM tickets"), "closed");
-    let rejected = strings(
-        &conn,
-        "SELECT action FROM audit WHERE action = 'office_change.rejected'",
-    );
+    assert_eq!(flow.single("SELECT state FROM tickets"), "closed");
+    let rejected = flow.strings("SELECT action FROM audit WHERE action = 'office_change.rejected'");
     assert_eq!(rejected.len(), 1);
 
-    let templates = strings(&conn, "SELECT template FROM tenant_updates ORDER BY id");
+    let templates = flow.strings("SELECT template FROM tenant_updates ORDER BY id");
     assert_eq!(templates, vec!["received", "booked", "on_the_way", "done"]);
-    let done = single(
-        &conn,
-        "SELECT text FROM tenant_updates WHERE template = 'done'",
-    );
+    let done = flow.single("SELECT text FROM tenant_updates WHERE template = 'done'");
     assert!(done.contains("tell us how it went"), "{done}");
-    let actors = strings(
-        &conn,
-        "SELECT actor FROM ticket_history WHERE seq > 4 ORDER BY seq",
-    );
+    let actors = flow.strings("SELECT actor FROM ticket_history WHERE seq > 4 ORDER BY seq");
     assert_eq!(actors, vec!["vendor:Nordvarme VVS"; 3]);
 
     // A year after closing, retention removes the ticket but remembers that its message was
     // handled, so the message never opens a second ticket.
     let later = now + 366 * 86_400_000;
-    let report = step(&dispatcher, &mut conn, later);
+    let report = flow.step(later);
     assert_eq!(report.tickets_opened, 0);
-    let tickets: i64 = conn
-        .query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))
-        .unwrap();
+    let tickets = flow.number("SELECT count(*) FROM tickets");
     assert_eq!(tickets, 0);
-    let outcome = single(
-        &conn,
-        "SELECT outcome FROM ticket_sources WHERE source_id = 'm1'",
-    );
+    let outcome = flow.single("SELECT outcome FROM ticket_sources WHERE source_id = 'm1'");
     assert_eq!(outcome, "expired");
-    let audit_rows: i64 = conn
-        .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
-        .unwrap();
+    let audit_rows = flow.number("SELECT count(*) FROM audit");
     assert!(audit_rows > 0);
 }
 
 #[test]
 fn emergency_sends_on_call_and_pages() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 1883, 9999, "");
-    let dispatcher = dispatcher(&config);
-    let mut conn = open(&dir.path().join("store.db"));
-    add_tenant(&dispatcher, &mut conn, 1, "2.th", "en", &[("sms", SENDER)]);
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
     // Sunday night, outside every vendor's working hours.
     let now = local_ms("2026-06-07 02:10");
-    add_message(
-        &conn,
+    flow.message(
         "m1",
         SENDER,
         "2.th",
         "A pipe burst in the bathroom and water is flooding the floor",
         now,
     );
-    step(&dispatcher, &mut conn, now);
-    assert_eq!(single(&conn, "SELECT urgency FROM tickets"), "emergency");
-    assert_eq!(single(&conn, "SELECT state FROM tickets"), "scheduled");
-    assert_eq!(single(&conn, "SELECT vendor FROM tickets"), "Nordvarme VVS");
-    let start: i64 = conn
-        .query_row("SELECT slot_start_ms FROM tickets", [], |r| r.get(0))
-        .unwrap();
+    flow.step(now);
+    assert_eq!(flow.single("SELECT urgency FROM tickets"), "emergency");
+    assert_eq!(flow.single("SELECT state FROM tickets"), "scheduled");
+    assert_eq!(flow.single("SELECT vendor FROM tickets"), "Nordvarme VVS");
+    let start = flow.number("SELECT slot_start_ms FROM tickets");
     assert_eq!(start, now);
-    let paged = strings(
-        &conn,
-        "SELECT topic FROM tenant_updates WHERE template = 'page'",
-    );
+    let paged = flow.strings("SELECT topic FROM tenant_updates WHERE template = 'page'");
     assert_eq!(paged, vec!["caretaker/building-7/page/duty"]);
-    let queued = strings(&conn, "SELECT rule FROM escalations");
+    let queued = flow.strings("SELECT rule FROM escalations");
     assert_eq!(queued, vec!["emergency"]);
 }
 
 #[test]
 fn complaint_stops_automation() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 1883, 9999, "");
-    let dispatcher = dispatcher(&config);
-    let mut conn = open(&dir.path().join("store.db"));
-    add_tenant(&dispatcher, &mut conn, 1, "2.th", "en", &[("sms", SENDER)]);
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
     let now = local_ms("2026-06-03 10:00");
     let text = "My neighbour plays loud music every night and I want to complain about it";
-    add_message(&conn, "m1", SENDER, "2.th", text, now);
-    step(&dispatcher, &mut conn, now);
-    assert_eq!(single(&conn, "SELECT state FROM tickets"), "escalated");
-    let vendors: i64 = conn
-        .query_row("SELECT count(vendor) FROM tickets", [], |r| r.get(0))
-        .unwrap();
+    flow.message("m1", SENDER, "2.th", text, now);
+    flow.step(now);
+    assert_eq!(flow.single("SELECT state FROM tickets"), "escalated");
+    let vendors = flow.number("SELECT count(vendor) FROM tickets");
     assert_eq!(vendors, 0);
-    let stopped: bool = conn
-        .query_row("SELECT automation_stopped FROM tickets", [], |r| r.get(0))
-        .unwrap();
-    assert!(stopped);
-    let templates = strings(
-        &conn,
-        "SELECT template FROM tenant_updates WHERE unit = '2.th' ORDER BY id",
-    );
+    let stopped = flow.number("SELECT automation_stopped FROM tickets");
+    assert_eq!(stopped, 1);
+    let templates =
+        flow.strings("SELECT template FROM tenant_updates WHERE unit = '2.th' ORDER BY id");
     assert_eq!(templates, vec!["received", "escalated"]);
 }
 
 #[test]
 fn quiet_hours_delay_updates() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 1883, 9999, "");
-    let dispatcher = dispatcher(&config);
-    let mut conn = open(&dir.path().join("store.db"));
+    let mut flow = Flow::new();
     let record = TenantRecord {
         unit: "2.th".into(),
         language: "da".into(),
@@ -617,26 +391,356 @@ fn quiet_hours_delay_updates() {
         actor: "office:test".into(),
         change: Change::TenantUpsert(record),
     };
-    apply(&dispatcher, &mut conn, &change, 0);
+    flow.apply(&change, 0);
     let now = local_ms("2026-06-03 23:00");
-    add_message(
-        &conn,
+    flow.message(
         "m1",
         SENDER,
         "2.th",
         "Vandhanen i køkkenet drypper hele tiden",
         now,
     );
-    step(&dispatcher, &mut conn, now);
-    let due: Vec<String> = strings(
-        &conn,
-        "SELECT CAST(due_ms AS TEXT) FROM tenant_updates WHERE unit = '2.th'",
-    );
+    flow.step(now);
+    let due: Vec<String> =
+        flow.strings("SELECT CAST(due_ms AS TEXT) FROM tenant_updates WHERE unit = '2.th'");
     let morning = local_ms("2026-06-04 07:00").to_string();
     assert_eq!(due, vec![morning.clone(), morning]);
     // The tenant is out before noon, and the vendor may not enter without them.
-    let start: i64 = conn
-        .query_row("SELECT slot_start_ms FROM tickets", [], |r| r.get(0))
-        .unwrap();
+    let start = flow.number("SELECT slot_start_ms FROM tickets");
     assert_eq!(start, local_ms("2026-06-04 12:00"));
+}
+
+/// Returns the built-in verdict of `text` with the labels of a confident routine repair.
+fn repair(text: &str, category: &str) -> Triage {
+    let mut triage = caretaker::triage::classify(text);
+    triage.intent = "maintenance_request".into();
+    triage.category = Some(category.into());
+    triage.urgency = "routine".into();
+    triage.needs_human = false;
+    triage.confidence = 0.9;
+    triage.explanation["needs_human_because"] = json!([]);
+    if let Some(map) = triage.explanation.as_object_mut() {
+        map.remove("low_confidence");
+    }
+    triage
+}
+
+/// Returns the verdict of a repair that triage hands to a human for low confidence.
+fn unsure(text: &str, category: &str) -> Triage {
+    let mut triage = repair(text, category);
+    triage.needs_human = true;
+    triage.confidence = 0.2;
+    triage.explanation["needs_human_because"] =
+        json!(["low confidence: the model is unsure of the labels"]);
+    triage.explanation["low_confidence"] =
+        json!("confidence 0.20 is below 0.35, so the message goes to a human");
+    triage
+}
+
+/// Returns the templates of a unit's updates, oldest first.
+fn unit_templates(flow: &Flow, unit: &str) -> Vec<String> {
+    flow.strings(&format!(
+        "SELECT template FROM tenant_updates WHERE unit = '{unit}' ORDER BY id"
+    ))
+}
+
+#[test]
+fn low_confidence_message_books_nothing() {
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
+    let now = local_ms("2026-06-03 10:00");
+    flow.triaged("m1", SENDER, "2.th", TAP, &unsure(TAP, "plumbing"), now);
+    flow.step(now);
+
+    assert_eq!(flow.single("SELECT state FROM tickets"), "escalated");
+    assert_eq!(flow.number("SELECT count(vendor) FROM tickets"), 0);
+    assert_eq!(flow.number("SELECT count(slot_start_ms) FROM tickets"), 0);
+    assert_eq!(
+        flow.single("SELECT rule FROM escalations"),
+        "low_confidence"
+    );
+    let reason = flow.single("SELECT reason FROM escalations");
+    assert!(reason.contains("low confidence"), "{reason}");
+    assert_eq!(unit_templates(&flow, "2.th"), vec!["received", "escalated"]);
+    let received = flow.single("SELECT text FROM tenant_updates WHERE template = 'received'");
+    assert!(received.contains(FIRST_TICKET), "{received}");
+    let pages = flow.number("SELECT count(*) FROM tenant_updates WHERE template = 'page'");
+    assert_eq!(pages, 1);
+}
+
+#[test]
+fn dispute_message_books_nothing() {
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
+    let now = local_ms("2026-06-03 10:00");
+    let text = "The tap still drips and I will not pay the rent until it is fixed";
+    let mut triage = repair(text, "plumbing");
+    triage.needs_human = true;
+    triage.explanation["needs_human_because"] =
+        json!(["rent hardship or dispute ('not pay the rent')"]);
+    flow.triaged("m1", SENDER, "2.th", text, &triage, now);
+    flow.step(now);
+
+    assert_eq!(flow.single("SELECT state FROM tickets"), "escalated");
+    assert_eq!(flow.number("SELECT count(vendor) FROM tickets"), 0);
+    assert_eq!(flow.single("SELECT rule FROM escalations"), "dispute");
+    assert_eq!(unit_templates(&flow, "2.th"), vec!["received", "escalated"]);
+}
+
+#[test]
+fn unsure_report_keeps_neighbour_booking() {
+    let mut flow = Flow::new();
+    flow.tenant(1, "1.tv", "en", &[("sms", "+4510000001")]);
+    flow.tenant(2, "1.th", "en", &[("sms", "+4510000002")]);
+    let now = local_ms("2026-06-03 10:00");
+    let text = "We have no hot water since this morning";
+    flow.triaged(
+        "m1",
+        "+4510000001",
+        "1.tv",
+        text,
+        &repair(text, "plumbing"),
+        now,
+    );
+    flow.step(now);
+    assert_eq!(flow.single("SELECT state FROM tickets"), "scheduled");
+
+    // An unsure report from a flat on the same substation is not merged into the booking.
+    let unclear = "no hot water maybe, or something else";
+    let verdict = unsure(unclear, "plumbing");
+    flow.triaged("m2", "+4510000002", "1.th", unclear, &verdict, now + 60_000);
+    flow.step(now + 60_000);
+    let states = flow.strings("SELECT state FROM tickets ORDER BY number");
+    assert_eq!(states, vec!["scheduled", "escalated"]);
+    let vendors = flow.strings("SELECT coalesce(vendor, '-') FROM tickets ORDER BY number");
+    assert_eq!(vendors, vec!["Nordvarme VVS", "-"]);
+    assert_eq!(
+        flow.single("SELECT rule FROM escalations"),
+        "low_confidence"
+    );
+    assert_eq!(unit_templates(&flow, "1.th"), vec!["received", "escalated"]);
+    assert_eq!(unit_templates(&flow, "1.tv"), vec!["received", "booked"]);
+}
+
+#[test]
+fn local_faults_open_separate_tickets() {
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
+    flow.tenant(2, "3.tv", "en", &[("sms", "+4599999999")]);
+    let now = local_ms("2026-06-03 10:00");
+    // Substation 1 supplies water to both flats, but a tap and a shower are two jobs.
+    flow.triaged("m1", SENDER, "2.th", TAP, &repair(TAP, "plumbing"), now);
+    let shower = "There is a dripping shower in the bathroom";
+    let verdict = repair(shower, "plumbing");
+    flow.triaged("m2", "+4599999999", "3.tv", shower, &verdict, now + 60_000);
+    flow.step(now + 60_000);
+
+    let units = flow.strings("SELECT unit FROM tickets ORDER BY number");
+    assert_eq!(units, vec!["2.th", "3.tv"]);
+    let faults = flow.strings("SELECT fault FROM tickets ORDER BY number");
+    assert_eq!(faults, vec!["leaking_tap", "leaking_tap"]);
+    assert_eq!(
+        flow.number("SELECT count(*) FROM audit WHERE action = 'merge'"),
+        0
+    );
+    let received = flow
+        .single("SELECT text FROM tenant_updates WHERE unit = '3.tv' AND template = 'received'");
+    assert!(received.contains("dispatch-test-000002"), "{received}");
+}
+
+#[test]
+fn unclear_reports_stay_per_unit() {
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
+    flow.tenant(2, "3.tv", "en", &[("sms", "+4599999999")]);
+    let now = local_ms("2026-06-03 10:00");
+    let text = "Something is wrong with the plumbing";
+    flow.triaged("m1", SENDER, "2.th", text, &repair(text, "plumbing"), now);
+    flow.triaged(
+        "m2",
+        "+4599999999",
+        "3.tv",
+        text,
+        &repair(text, "plumbing"),
+        now,
+    );
+    flow.step(now);
+    assert_eq!(flow.number("SELECT count(*) FROM tickets"), 2);
+}
+
+#[test]
+fn supply_reports_join_one_incident() {
+    let mut flow = Flow::new();
+    let flats = [
+        (
+            "1.tv",
+            "+4510000001",
+            "Der er ikke noget varmt vand i min lejlighed",
+        ),
+        (
+            "1.th",
+            "+4510000002",
+            "We have no hot water since this morning",
+        ),
+        ("2.tv", "+4510000003", "No hot water in our flat either"),
+    ];
+    for (index, (unit, sender, _)) in flats.iter().enumerate() {
+        flow.tenant(index as i64 + 1, unit, "en", &[("sms", sender)]);
+    }
+    let now = local_ms("2026-01-12 07:30");
+    let (unit, sender, text) = flats[0];
+    flow.triaged("m1", sender, unit, text, &repair(text, "plumbing"), now);
+    flow.step(now);
+    flow.anomaly(
+        "substation-1",
+        "supply_temperature_low",
+        "heating",
+        now + 60_000,
+    );
+    for (index, (unit, sender, text)) in flats.iter().enumerate().skip(1) {
+        let at = now + 60_000 * (index as i64 + 1);
+        let id = format!("m{}", index + 1);
+        flow.triaged(&id, sender, unit, text, &repair(text, "plumbing"), at);
+    }
+    flow.step(now + 240_000);
+
+    assert_eq!(flow.number("SELECT count(*) FROM tickets"), 1);
+    assert_eq!(flow.number("SELECT count(*) FROM ticket_sources"), 4);
+    assert_eq!(flow.single("SELECT asset FROM tickets"), "substation-1");
+    assert_eq!(flow.single("SELECT urgency FROM tickets"), "urgent");
+    for (unit, _, _) in flats {
+        let received = flow.strings(&format!(
+            "SELECT text FROM tenant_updates WHERE unit = '{unit}' AND template = 'received'"
+        ));
+        assert_eq!(
+            received.len(),
+            1,
+            "received updates of {unit}: {received:?}"
+        );
+        assert!(
+            received[0].contains(FIRST_TICKET),
+            "{unit}: {}",
+            received[0]
+        );
+    }
+}
+
+#[test]
+fn late_directory_entry_gets_updates() {
+    let mut flow = Flow::new();
+    let now = local_ms("2026-06-03 10:00");
+    flow.message("m1", SENDER, "2.th", TAP, now);
+    flow.step(now);
+    assert_eq!(flow.number("SELECT count(unit) FROM tenant_updates"), 0);
+
+    // The office enters the tenant after the ticket opened; the next update reaches them.
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
+    let on_the_way = ticket_change(10, VENDOR, FIRST_TICKET, TicketAction::OnTheWay);
+    flow.apply(&on_the_way, now + 60_000);
+    assert_eq!(unit_templates(&flow, "2.th"), vec!["on_the_way"]);
+    let topic = flow.single("SELECT topic FROM tenant_updates WHERE unit = '2.th'");
+    assert_eq!(topic, "tenants/2.th/updates");
+}
+
+/// Returns a change of the office to the first ticket with a vendor and a slot.
+fn office_booking(
+    id: i64,
+    action: TicketAction,
+    vendor: Option<&str>,
+    slot: Option<(i64, i64)>,
+) -> OfficeChange {
+    OfficeChange {
+        id,
+        ts_ms: 0,
+        actor: "office:ida".into(),
+        change: Change::Ticket {
+            ticket: FIRST_TICKET.into(),
+            action,
+            vendor: vendor.map(String::from),
+            slot_start_ms: slot.map(|(start, _)| start),
+            slot_end_ms: slot.map(|(_, end)| end),
+            note: None,
+        },
+    }
+}
+
+#[test]
+fn office_change_bad_values_rejected() {
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
+    let now = local_ms("2026-06-03 10:00");
+    flow.message("m1", SENDER, "2.th", TAP, now);
+    flow.step(now);
+    let ticket_row = "SELECT state || '|' || vendor || '|' || slot_start_ms || '|' || slot_end_ms
+                      FROM tickets";
+    let before = flow.single(ticket_row);
+    let hour = 3_600_000;
+    let cases = [
+        (
+            office_booking(10, TicketAction::Assign, Some("Aqua VVS"), None),
+            "vendor",
+            json!("Aqua VVS"),
+        ),
+        (
+            office_booking(11, TicketAction::Assign, Some("Lys & Kraft El"), None),
+            "vendor",
+            json!("Lys & Kraft El"),
+        ),
+        (
+            office_booking(
+                12,
+                TicketAction::Reschedule,
+                None,
+                Some((now - 3 * hour, now - hour)),
+            ),
+            "slot_start_ms",
+            json!(now - 3 * hour),
+        ),
+        (
+            office_booking(
+                13,
+                TicketAction::Reschedule,
+                None,
+                Some((now + 5 * hour, now + 4 * hour)),
+            ),
+            "slot_end_ms",
+            json!(now + 4 * hour),
+        ),
+    ];
+    for (change, field, value) in &cases {
+        flow.apply(change, now + 60_000);
+        assert_eq!(flow.single(ticket_row), before, "change {}", change.id);
+        let detail = flow.single(&format!(
+            "SELECT detail FROM audit WHERE action = 'office_change.rejected'
+             AND json_extract(detail, '$.change') = {}",
+            change.id
+        ));
+        let detail: Value = serde_json::from_str(&detail).unwrap();
+        assert_eq!(detail["field"], *field, "{detail}");
+        assert_eq!(detail["value"], *value, "{detail}");
+        assert!(detail["reason"].as_str().is_some(), "{detail}");
+        // The rejection reaches the office through the outbox.
+        let synced = flow.number(&format!(
+            "SELECT count(*) FROM outbox WHERE kind = 'audit'
+             AND json_extract(payload, '$.action') = 'office_change.rejected'
+             AND json_extract(payload, '$.detail.change') = {}",
+            change.id
+        ));
+        assert_eq!(synced, 1, "change {}", change.id);
+    }
+    // Each rejected change counts as handled, so the feed moves past it.
+    let handled = flow.number("SELECT count(*) FROM office_changes WHERE id BETWEEN 10 AND 13");
+    assert_eq!(handled, 4);
+    assert_eq!(unit_templates(&flow, "2.th"), vec!["received", "booked"]);
+
+    // A valid change after them is applied.
+    let slot = (now + 48 * hour, now + 50 * hour);
+    let valid = office_booking(14, TicketAction::Reschedule, None, Some(slot));
+    flow.apply(&valid, now + 120_000);
+    let start = flow.number("SELECT slot_start_ms FROM tickets");
+    assert_eq!(start, slot.0);
+    assert_eq!(
+        unit_templates(&flow, "2.th"),
+        vec!["received", "booked", "booked"]
+    );
 }

@@ -14,11 +14,12 @@ mod mosquitto;
 #[path = "support/dispatch_fixture.rs"]
 mod fixture;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use mosquitto::{publish, Mosquitto, Publish};
+use serde_json::Value;
 use support::{free_port, read_log, wait_until, Gateway};
 
 const GATEWAY_PASSWORD: &str = "gateway-secret-1";
@@ -44,6 +45,50 @@ fn secured_broker(dir: &Path) -> Mosquitto {
         shipped.join("mosquitto-acl").display()
     );
     Mosquitto::start_with(dir, &extra, true)
+}
+
+/// A running `caretaker` on a secured broker, with its store, log and folder. The fields drop
+/// in order, so the gateway stops before the broker and the folder goes last.
+struct Running {
+    _gateway: Gateway,
+    broker: Mosquitto,
+    db: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a secured broker and the gateway with `(unit, language, sender)` directory entries,
+/// and waits until the gateway's log contains `ready`.
+fn start_gateway(directory: &[(&str, &str, &str)], ready: &str) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = secured_broker(dir.path());
+    let extra = format!("username = \"caretaker\"\npassword = \"{GATEWAY_PASSWORD}\"");
+    let config = fixture::write_config(dir.path(), broker.port, free_port(), &extra);
+    let db = dir.path().join("store.db");
+    fixture::seed_directory(&config, &db, directory);
+    let log = dir.path().join("gateway.log");
+    let gateway = Gateway::start(&config, &log);
+    let started = wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(ready)
+    });
+    assert!(started, "{}", read_log(&log));
+    Running {
+        _gateway: gateway,
+        broker,
+        db,
+        log,
+        _dir: dir,
+    }
+}
+
+/// Parses the JSON lines that `mosquitto_sub` printed.
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 /// Starts `mosquitto_sub` as `user` on `topics`, printing up to `count` messages.
@@ -86,32 +131,11 @@ fn subscribe(
 
 #[test]
 fn tenant_update_arrives_in_language() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = secured_broker(dir.path());
-    let extra = format!("username = \"caretaker\"\npassword = \"{GATEWAY_PASSWORD}\"");
-    let config = fixture::write_config(dir.path(), broker.port, free_port(), &extra);
-    let db = dir.path().join("store.db");
-    {
-        let dispatcher = fixture::dispatcher(&config);
-        let mut conn = fixture::open(&db);
-        fixture::add_tenant(&dispatcher, &mut conn, 1, "2.th", "en", &[("sms", SENDER)]);
-        fixture::add_tenant(
-            &dispatcher,
-            &mut conn,
-            2,
-            "3.tv",
-            "da",
-            &[("sms", "+4599999999")],
-        );
-    }
-    let log = dir.path().join("gateway.log");
-    let _gateway = Gateway::start(&config, &log);
-    let subscribed = wait_until(Duration::from_secs(30), || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("tenants/+/messages")
-    });
-    assert!(subscribed, "{}", read_log(&log));
+    let running = start_gateway(
+        &[("2.th", "en", SENDER), ("3.tv", "da", "+4599999999")],
+        "tenants/+/messages",
+    );
+    let (broker, log) = (&running.broker, &running.log);
 
     let owner = subscribe(
         broker.port,
@@ -149,16 +173,13 @@ fn tenant_update_arrives_in_language() {
     );
 
     let owner = owner.wait_with_output().unwrap();
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&owner.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let lines = json_lines(&owner.stdout);
     assert_eq!(
         lines.len(),
         2,
         "{}\n{}",
         String::from_utf8_lossy(&owner.stderr),
-        read_log(&log)
+        read_log(log)
     );
     assert_eq!(lines[0]["template"], "received");
     assert_eq!(lines[0]["language"], "en");
@@ -187,7 +208,7 @@ fn tenant_update_arrives_in_language() {
         String::from_utf8_lossy(&neighbour.stdout)
     );
     let published = fixture::strings(
-        &fixture::open(&db),
+        &fixture::open(&running.db),
         "SELECT CAST(count(*) AS TEXT) FROM tenant_updates WHERE published_ms IS NOT NULL",
     );
     assert_eq!(published, vec!["2"]);
@@ -195,31 +216,8 @@ fn tenant_update_arrives_in_language() {
 
 #[test]
 fn anomaly_update_reaches_served_unit() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = secured_broker(dir.path());
-    let extra = format!("username = \"caretaker\"\npassword = \"{GATEWAY_PASSWORD}\"");
-    let config = fixture::write_config(dir.path(), broker.port, free_port(), &extra);
-    let db = dir.path().join("store.db");
-    {
-        let dispatcher = fixture::dispatcher(&config);
-        let mut conn = fixture::open(&db);
-        fixture::add_tenant(
-            &dispatcher,
-            &mut conn,
-            1,
-            "3.tv",
-            "da",
-            &[("sms", "+4599999999")],
-        );
-    }
-    let log = dir.path().join("gateway.log");
-    let _gateway = Gateway::start(&config, &log);
-    let started = wait_until(Duration::from_secs(30), || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("dispatch started")
-    });
-    assert!(started, "{}", read_log(&log));
+    let running = start_gateway(&[("3.tv", "da", "+4599999999")], "dispatch started");
+    let (broker, log) = (&running.broker, &running.log);
     let tenant = subscribe(
         broker.port,
         "3.tv",
@@ -234,7 +232,7 @@ fn anomaly_update_reaches_served_unit() {
     // serves unit 3.tv in the shipped building file.
     let now = chrono::Utc::now().timestamp_millis();
     fixture::add_anomaly(
-        &fixture::open(&db),
+        &fixture::open(&running.db),
         "heating-pump-1",
         "bearing_wear",
         "heating",
@@ -242,11 +240,8 @@ fn anomaly_update_reaches_served_unit() {
     );
 
     let output = tenant.wait_with_output().unwrap();
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 2, "{}", read_log(&log));
+    let lines = json_lines(&output.stdout);
+    assert_eq!(lines.len(), 2, "{}", read_log(log));
     assert_eq!(lines[0]["language"], "da");
     assert_eq!(lines[0]["template"], "received");
     assert_eq!(lines[1]["template"], "booked");

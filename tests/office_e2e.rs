@@ -134,6 +134,16 @@ fn office_assignment_reaches_gateway_and_tenant() {
 
     let broker = Mosquitto::start(dir.path());
     let config = fixture::write_config(dir.path(), broker.port, free_port(), "");
+    // The gateway rejects an assignment to a vendor it does not know, so the office's vendor
+    // is in its list. Its hours start later than the shipped plumber's, so automation books
+    // the shipped plumber first.
+    fixture::extend_vendors(
+        &config,
+        &format!(
+            "\n[[vendor]]\nname = \"{VENDOR}\"\ntrades = [\"plumbing\"]\n\
+             hours = [\"Mon-Fri 08:00-15:00\"]\ndaily_capacity = 2\ncost_cap = 5000\n"
+        ),
+    );
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
         r#"

@@ -76,6 +76,8 @@ struct MessageRow {
     confidence: f64,
     explanation: Value,
     received_ms: i64,
+    /// The tenant's own words, read only to find the fault kind and never stored elsewhere.
+    text: String,
 }
 
 /// Triage's decision about one input, in the form tickets need.
@@ -172,7 +174,7 @@ impl Dispatcher {
     fn new_messages(&self, tx: &Transaction<'_>) -> rusqlite::Result<Vec<MessageRow>> {
         let mut statement = tx.prepare_cached(
             "SELECT id, sender, unit, language, intent, category, urgency, needs_human,
-                    stated_unit, confidence, explanation, received_ts_ms
+                    stated_unit, confidence, explanation, received_ts_ms, text
              FROM messages m
              WHERE state = 'triaged' AND NOT EXISTS (
                  SELECT 1 FROM ticket_sources s WHERE s.kind = 'message' AND s.source_id = m.id)
@@ -195,6 +197,7 @@ impl Dispatcher {
                     .and_then(|text| serde_json::from_str(&text).ok())
                     .unwrap_or(Value::Null),
                 received_ms: row.get(11)?,
+                text: row.get(12)?,
             })
         })?;
         rows.collect()
@@ -281,6 +284,11 @@ impl Dispatcher {
             &self.config.assets,
             self.config.merge_window_ms,
         );
+        // A message that a human must take over joins only its own unit's ticket, so that an
+        // uncertain or disputed report never escalates another unit's booking.
+        let found = found.filter(|found| {
+            !self.stops_automation(decision.handover) || found.rule == "same_unit_fault"
+        });
         if let Some(found) = found {
             record_source(
                 tx,
@@ -306,6 +314,7 @@ impl Dispatcher {
                 &decision,
                 InputKind::Message,
                 &message.id,
+                known_unit.as_deref(),
                 now_ms,
             )?;
             report.merged += 1;
@@ -424,6 +433,7 @@ impl Dispatcher {
                 &decision,
                 InputKind::Request,
                 &request.request_id,
+                None,
                 now_ms,
             )?;
             report.merged += 1;
@@ -612,8 +622,7 @@ impl Dispatcher {
                 .handover_reason
                 .clone()
                 .unwrap_or_else(|| rule.to_string());
-            let stops = self.config.stop_automation.iter().any(|r| r == rule);
-            if stops {
+            if self.stops_automation(Some(rule)) {
                 self.escalate(tx, ticket, rule, &reason, now_ms, true)?;
                 return Ok(true);
             }
@@ -717,6 +726,11 @@ impl Dispatcher {
         Ok((best, inputs))
     }
 
+    /// Returns whether the handover rule stops automation under the configuration.
+    fn stops_automation(&self, rule: Option<&str>) -> bool {
+        rule.is_some_and(|rule| self.config.stop_automation.iter().any(|r| r == rule))
+    }
+
     fn dispatch(
         &self,
         tx: &Transaction<'_>,
@@ -724,6 +738,28 @@ impl Dispatcher {
         now_ms: i64,
     ) -> rusqlite::Result<bool> {
         let ctx = self.ctx();
+        // Once a ticket is escalated with automation stopped, only a human books it, through
+        // an office change.
+        if ticket.automation_stopped || ticket.state == TicketState::Escalated {
+            tickets::audit(
+                tx,
+                &ticket.id,
+                "rule:vendor_choice",
+                "vendor_choice",
+                json!({
+                    "outcome": null,
+                    "skipped": "the ticket is escalated to a human, so automation books nothing",
+                    "state": ticket.state.as_str(),
+                }),
+                now_ms,
+            )?;
+            tracing::info!(
+                ticket = %ticket.id,
+                state = %ticket.state,
+                "vendor choice skipped: the ticket is escalated to a human"
+            );
+            return Ok(false);
+        }
         let onsite_due = ticket.onsite_due_ms.unwrap_or(now_ms);
         let (best, inputs) = self.choose_vendor(tx, ticket, now_ms)?;
 
@@ -909,6 +945,9 @@ impl Dispatcher {
         )
     }
 
+    /// Adds a message or request to an open ticket, raising its urgency by the merge rules,
+    /// and sends the unit of a joining message its own "received" update.
+    #[allow(clippy::too_many_arguments)]
     fn merge_into(
         &self,
         tx: &Transaction<'_>,
@@ -916,6 +955,7 @@ impl Dispatcher {
         decision: &Decision,
         kind: InputKind,
         source: &str,
+        unit: Option<&str>,
         now_ms: i64,
     ) -> rusqlite::Result<()> {
         let Some(mut ticket) = tickets::load(tx, &found.ticket)? else {
@@ -983,9 +1023,11 @@ impl Dispatcher {
             &reason,
             now_ms,
         )?;
+        if let Some(unit) = unit {
+            tickets::queue_unit_update(&self.ctx(), tx, &ticket, "received", unit, now_ms)?;
+        }
         if let Some(rule) = decision.handover {
-            let stops = self.config.stop_automation.iter().any(|r| r == rule);
-            if stops
+            if self.stops_automation(Some(rule))
                 && ticket.state != TicketState::Escalated
                 && ticket.state.is_open()
                 && !ticket.state.is_settled()
@@ -1144,9 +1186,12 @@ fn message_decision(message: &MessageRow, intent: &str, operator_language: &str)
     } else {
         urgency
     };
+    let fault = merge::message_fault(&message.text)
+        .map(str::to_string)
+        .unwrap_or_else(|| category.clone());
     Decision {
         summary: format!("{category} ({intent}) reported by a tenant"),
-        fault: category.clone(),
+        fault,
         category,
         urgency,
         confidence: message.confidence,

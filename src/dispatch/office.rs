@@ -10,8 +10,10 @@ use crate::protocol::{Change, OfficeChange, TenantRecord, TicketAction};
 
 impl Dispatcher {
     /// Applies one decision of the office or report of a vendor. Each change id is applied
-    /// once. A change for an unknown ticket, or one the state machine rejects, is recorded in
-    /// the audit log and skipped, so that sync moves on.
+    /// once. Some changes are rejected: one for an unknown ticket, one naming an unknown vendor
+    /// or a vendor without the ticket's trade, one whose slot is over or ends before it starts,
+    /// and one the state machine does not allow. A rejected change is recorded in the audit log
+    /// and skipped, so that sync moves on.
     pub fn apply_office_change(
         &self,
         tx: &Transaction<'_>,
@@ -171,6 +173,11 @@ impl Dispatcher {
             return Ok(());
         };
         let actor = change.actor.as_str();
+        if let Err(rejection) =
+            self.check_ticket_change(&ticket, vendor, slot_start, slot_end, now_ms)
+        {
+            return reject_change(tx, change, &ticket, action, &rejection, now_ms);
+        }
         let note = note.map(crate::triage::redact);
         let reason = |what: &str| match &note {
             Some(note) => format!("{what}: {note}"),
@@ -276,25 +283,13 @@ impl Dispatcher {
             )?,
         };
         if !moved {
-            tickets::audit(
-                tx,
-                &ticket.id,
-                actor,
-                "office_change.rejected",
-                json!({
-                    "change": change.id,
-                    "action": format!("{action:?}"),
-                    "state": ticket.state.as_str(),
-                    "reason": "the state machine does not allow this change in the ticket's state",
-                }),
-                now_ms,
-            )?;
-            tracing::warn!(
-                change = change.id,
-                ticket = %ticket.id,
-                state = %ticket.state,
-                "office change rejected by the state machine"
-            );
+            let rejection = Rejection {
+                field: "action",
+                value: json!(format!("{action:?}")),
+                reason: "the state machine does not allow this change in the ticket's state"
+                    .to_string(),
+            };
+            reject_change(tx, change, &ticket, action, &rejection, now_ms)?;
         } else {
             // Closing or cancelling a ticket settles its open escalations.
             tx.execute(
@@ -302,6 +297,132 @@ impl Dispatcher {
                  WHERE ticket = ?1 AND resolved_ms IS NULL AND ?3",
                 params![ticket.id, now_ms, !ticket.state.is_open()],
             )?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an office change to a ticket is rejected: the field, its value and the reason.
+struct Rejection {
+    field: &'static str,
+    value: serde_json::Value,
+    reason: String,
+}
+
+/// Records a rejected change in the ticket's audit trail, which sync sends to the office, and
+/// logs it. The ticket stays as it was.
+fn reject_change(
+    tx: &Transaction<'_>,
+    change: &OfficeChange,
+    ticket: &tickets::Ticket,
+    action: TicketAction,
+    rejection: &Rejection,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    tickets::audit(
+        tx,
+        &ticket.id,
+        &change.actor,
+        "office_change.rejected",
+        json!({
+            "change": change.id,
+            "action": format!("{action:?}"),
+            "state": ticket.state.as_str(),
+            "field": rejection.field,
+            "value": rejection.value,
+            "reason": rejection.reason,
+        }),
+        now_ms,
+    )?;
+    tracing::warn!(
+        change = change.id,
+        ticket = %ticket.id,
+        action = ?action,
+        state = %ticket.state,
+        field = rejection.field,
+        value = %rejection.value,
+        reason = %rejection.reason,
+        "office change rejected; the ticket is unchanged"
+    );
+    Ok(())
+}
+
+impl Dispatcher {
+    /// Checks the vendor and slot of an office change against the vendor list and the clock.
+    fn check_ticket_change(
+        &self,
+        ticket: &tickets::Ticket,
+        vendor: Option<&str>,
+        slot_start: Option<i64>,
+        slot_end: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), Rejection> {
+        if let Some(name) = vendor {
+            let Some(known) = self.config.vendors.iter().find(|v| v.name == name) else {
+                let names: Vec<&str> = self
+                    .config
+                    .vendors
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect();
+                return Err(Rejection {
+                    field: "vendor",
+                    value: json!(name),
+                    reason: format!(
+                        "unknown vendor {name:?}; the vendor list has {}",
+                        names.join(", ")
+                    ),
+                });
+            };
+            if !known.trades.iter().any(|trade| trade == &ticket.category) {
+                return Err(Rejection {
+                    field: "vendor",
+                    value: json!(name),
+                    reason: format!(
+                        "vendor {name:?} does not take {} jobs (trades: {})",
+                        ticket.category,
+                        known.trades.join(", ")
+                    ),
+                });
+            }
+        }
+        let local = |ms: i64| tickets::local_text(self.config.time_zone, ms);
+        if let (Some(start), Some(end)) = (slot_start, slot_end) {
+            if end < start {
+                return Err(Rejection {
+                    field: "slot_end_ms",
+                    value: json!(end),
+                    reason: format!(
+                        "the slot ends at {} before it starts at {}",
+                        local(end),
+                        local(start)
+                    ),
+                });
+            }
+        }
+        if slot_end.is_some() && slot_start.is_none() {
+            return Err(Rejection {
+                field: "slot_end_ms",
+                value: json!(slot_end),
+                reason: "the slot has an end but no start".to_string(),
+            });
+        }
+        // A slot that has begun but not ended is a visit under way, so only a slot that is
+        // over counts as past.
+        if let Some(start) = slot_start {
+            let end = slot_end.unwrap_or(start);
+            if end <= now_ms {
+                return Err(Rejection {
+                    field: "slot_start_ms",
+                    value: json!(start),
+                    reason: format!(
+                        "the slot {} to {} is in the past (now {})",
+                        local(start),
+                        local(end),
+                        local(now_ms)
+                    ),
+                });
+            }
         }
         Ok(())
     }

@@ -123,3 +123,117 @@ impl Dispatcher {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::super::{Decision, Dispatcher};
+    use crate::dispatch::state::TicketState;
+    use crate::dispatch::tickets::{self, Ticket};
+
+    /// Builds a dispatcher from the shipped vendor, SLA, escalation, template and building
+    /// files.
+    fn shipped_dispatcher(dir: &std::path::Path) -> Dispatcher {
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config");
+        let text = format!(
+            "[gateway]\nid = \"gw\"\n\n[mqtt]\nhost = \"127.0.0.1\"\nclient_id = \"gw\"\n\n\
+             [[mqtt.subscription]]\nfilter = \"sensors/+/+\"\nformat = \"json\"\n\
+             value_path = \"v\"\n\n[dispatch]\nbuilding = \"{}\"\nvendors = \"{}\"\n\
+             sla = \"{}\"\nescalation = \"{}\"\ntemplates = \"{}\"\n",
+            shipped.join("building.toml").display(),
+            shipped.join("vendors.toml").display(),
+            shipped.join("sla.toml").display(),
+            shipped.join("escalation.toml").display(),
+            shipped.join("templates").display(),
+        );
+        let config = crate::config::load_text(&dir.join("gateway.toml"), text)
+            .unwrap_or_else(|diags| panic!("{diags}"));
+        Dispatcher::new("gw", std::sync::Arc::new(config.dispatch.unwrap()))
+    }
+
+    fn count(tx: &rusqlite::Transaction<'_>, sql: &str) -> i64 {
+        tx.query_row(sql, [], |row| row.get(0)).unwrap()
+    }
+
+    fn load(tx: &rusqlite::Transaction<'_>, id: &str) -> Ticket {
+        tickets::load(tx, id).unwrap().unwrap()
+    }
+
+    #[test]
+    fn sla_escalated_ticket_stays_unbooked() {
+        let dir = tempfile::tempdir().unwrap();
+        let dispatcher = shipped_dispatcher(dir.path());
+        let mut conn = crate::store::connect(&dir.path().join("store.db"), true).unwrap();
+        let tx = conn.transaction().unwrap();
+        // Wednesday 3 June 2026, 10:00 in Copenhagen.
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 6, 3, 8, 0, 0)
+            .unwrap()
+            .timestamp_millis();
+        let decision = Decision {
+            category: "plumbing".into(),
+            fault: "leaking_tap".into(),
+            urgency: "routine".into(),
+            confidence: 0.9,
+            needs_human: false,
+            handover: None,
+            handover_reason: None,
+            language: "en".into(),
+            summary: "plumbing (maintenance_request) reported by a tenant".into(),
+        };
+        let mut ticket = dispatcher
+            .new_ticket(&tx, &decision, Some("2.th".into()), None, now)
+            .unwrap();
+        tickets::insert(&tx, &ticket).unwrap();
+        dispatcher
+            .open_and_dispatch(&tx, &mut ticket, &decision, now)
+            .unwrap();
+        assert_eq!(ticket.state, TicketState::Scheduled);
+
+        // After 20 of the 24 hours to acknowledge a routine ticket, the SLA escalates it.
+        let later = now + 20 * 3_600_000;
+        assert_eq!(dispatcher.check_sla(&tx, later).unwrap(), 1);
+        let escalated = load(&tx, &ticket.id);
+        assert_eq!(escalated.state, TicketState::Escalated);
+        assert!(escalated.automation_stopped);
+        let bookings = "SELECT count(*) FROM tenant_updates WHERE template = 'booked'";
+        let booked_before = count(&tx, bookings);
+
+        // Automation does not book it again.
+        let mut again = escalated.clone();
+        dispatcher
+            .dispatch(&tx, &mut again, later + 60_000)
+            .unwrap();
+        assert_eq!(load(&tx, &ticket.id), escalated);
+        assert_eq!(count(&tx, bookings), booked_before);
+        let ctx = dispatcher.ctx();
+        let mut ticket = escalated.clone();
+        let moved = tickets::transition(
+            &ctx,
+            &tx,
+            &mut ticket,
+            TicketState::Dispatched,
+            "rule:vendor_choice",
+            "vendor Nordvarme VVS",
+            later + 60_000,
+        )
+        .unwrap();
+        assert!(!moved, "a rule booked an escalated ticket");
+        assert_eq!(load(&tx, &ticket.id), escalated);
+
+        // A human's office change still moves it on.
+        let moved = tickets::transition(
+            &ctx,
+            &tx,
+            &mut ticket,
+            TicketState::Dispatched,
+            "office:ida",
+            "assigned",
+            later + 120_000,
+        )
+        .unwrap();
+        assert!(moved);
+        assert_eq!(load(&tx, &ticket.id).state, TicketState::Dispatched);
+    }
+}

@@ -229,7 +229,9 @@ pub fn audit(
 
 /// Moves `ticket` to `to` (or records an event in its current state when `to` equals it),
 /// writing the history entry, the outbox event, the audit row and the tenant update.
-/// Returns `Ok(false)` and changes nothing when the state machine rejects the move.
+/// Returns `Ok(false)` and changes nothing when the state machine rejects the move, or when
+/// a rule or the model (`actor` starting with `rule:` or `model:`) would book a ticket whose
+/// automation is stopped.
 pub fn transition(
     ctx: &Context<'_>,
     tx: &Transaction<'_>,
@@ -241,6 +243,12 @@ pub fn transition(
 ) -> rusqlite::Result<bool> {
     let from = ticket.state;
     if from != to && state::check(from, to).is_err() {
+        return Ok(false);
+    }
+    // After a human has taken over, a rule never books the ticket again.
+    let automated = actor.starts_with("rule:") || actor.starts_with("model:");
+    let booking = matches!(to, TicketState::Dispatched | TicketState::Scheduled);
+    if ticket.automation_stopped && automated && booking {
         return Ok(false);
     }
     if from == to && !from.is_open() {
@@ -374,9 +382,10 @@ struct Recipient {
     quiet_until: Option<String>,
 }
 
-/// Lists the units that receive a ticket's updates: those of known senders among its
-/// messages and those its asset serves, when they are in the directory, consented and did not
-/// opt out of MQTT.
+/// Lists the units that receive a ticket's updates: the units of its messages' senders and
+/// those its asset serves, when they are in the directory, consented and did not opt out of
+/// MQTT. Senders are looked up in the directory as it is now, so a unit entered after the
+/// ticket opened receives the updates that follow.
 fn recipients(
     ctx: &Context<'_>,
     tx: &Transaction<'_>,
@@ -384,7 +393,12 @@ fn recipients(
 ) -> rusqlite::Result<Vec<Recipient>> {
     let mut units: Vec<String> = tx
         .prepare_cached(
-            "SELECT DISTINCT unit FROM ticket_sources WHERE ticket = ?1 AND unit IS NOT NULL",
+            "SELECT unit FROM ticket_sources WHERE ticket = ?1 AND unit IS NOT NULL
+             UNION
+             SELECT c.unit FROM ticket_sources s
+                 JOIN messages m ON m.id = s.source_id
+                 JOIN tenant_contacts c ON c.address = trim(m.sender)
+             WHERE s.ticket = ?1 AND s.kind = 'message'",
         )?
         .query_map([&t.id], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
@@ -397,38 +411,44 @@ fn recipients(
     units.dedup();
     let mut out = Vec::new();
     for unit in units {
-        let row = tx
-            .prepare_cached(
-                "SELECT language, quiet_from, quiet_until, consent, opt_outs FROM tenants
-                 WHERE unit = ?1",
-            )?
-            .query_row([&unit], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, bool>(3)?,
-                    row.get::<_, String>(4)?,
-                ))
-            })
-            .optional()?;
-        let Some((language, quiet_from, quiet_until, consent, opt_outs)) = row else {
-            continue;
-        };
-        let opted_out = serde_json::from_str::<Vec<String>>(&opt_outs)
-            .unwrap_or_default()
-            .iter()
-            .any(|channel| channel == "mqtt");
-        if consent && !opted_out {
-            out.push(Recipient {
-                unit,
-                language,
-                quiet_from,
-                quiet_until,
-            });
+        if let Some(recipient) = recipient(tx, &unit)? {
+            out.push(recipient);
         }
     }
     Ok(out)
+}
+
+/// Returns the directory entry of `unit` when it may receive updates over MQTT: it exists,
+/// has consent and did not opt out of MQTT.
+fn recipient(tx: &Transaction<'_>, unit: &str) -> rusqlite::Result<Option<Recipient>> {
+    let row = tx
+        .prepare_cached(
+            "SELECT language, quiet_from, quiet_until, consent, opt_outs FROM tenants
+             WHERE unit = ?1",
+        )?
+        .query_row([unit], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, bool>(3)?,
+                row.get::<_, String>(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((language, quiet_from, quiet_until, consent, opt_outs)) = row else {
+        return Ok(None);
+    };
+    let opted_out = serde_json::from_str::<Vec<String>>(&opt_outs)
+        .unwrap_or_default()
+        .iter()
+        .any(|channel| channel == "mqtt");
+    Ok((consent && !opted_out).then(|| Recipient {
+        unit: unit.to_string(),
+        language,
+        quiet_from,
+        quiet_until,
+    }))
 }
 
 /// Queues the update `template` for every recipient of the ticket, or for the operator when
@@ -463,36 +483,67 @@ pub fn queue_updates(
         return Ok(());
     }
     for recipient in recipients {
-        let text = render(ctx, t, template, &recipient.language);
-        let due_ms = if emergency {
-            now_ms
-        } else {
-            quiet_end(
-                ctx.config.time_zone,
-                recipient.quiet_from.as_deref(),
-                recipient.quiet_until.as_deref(),
-                now_ms,
-            )
-            .unwrap_or(now_ms)
-        };
-        let topic = ctx.config.unit_topic(&recipient.unit);
-        insert_update(
-            ctx,
-            tx,
-            t,
-            UpdateRow {
-                unit: Some(&recipient.unit),
-                audience: "tenant",
-                language: &recipient.language,
-                template,
-                text: &text,
-                topic: &topic,
-                due_ms,
-            },
-            now_ms,
-        )?;
+        queue_tenant_update(ctx, tx, t, template, &recipient, emergency, now_ms)?;
     }
     Ok(())
+}
+
+/// Queues the update `template` for one unit of the ticket, when the directory lets it
+/// receive updates. Returns whether it queued one.
+pub fn queue_unit_update(
+    ctx: &Context<'_>,
+    tx: &Transaction<'_>,
+    t: &Ticket,
+    template: &str,
+    unit: &str,
+    now_ms: i64,
+) -> rusqlite::Result<bool> {
+    let Some(recipient) = recipient(tx, unit)? else {
+        return Ok(false);
+    };
+    let emergency = t.urgency == "emergency";
+    queue_tenant_update(ctx, tx, t, template, &recipient, emergency, now_ms)?;
+    Ok(true)
+}
+
+/// Queues one tenant's update, due when their quiet hours end unless it is an emergency.
+fn queue_tenant_update(
+    ctx: &Context<'_>,
+    tx: &Transaction<'_>,
+    t: &Ticket,
+    template: &str,
+    recipient: &Recipient,
+    emergency: bool,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    let text = render(ctx, t, template, &recipient.language);
+    let due_ms = if emergency {
+        now_ms
+    } else {
+        quiet_end(
+            ctx.config.time_zone,
+            recipient.quiet_from.as_deref(),
+            recipient.quiet_until.as_deref(),
+            now_ms,
+        )
+        .unwrap_or(now_ms)
+    };
+    let topic = ctx.config.unit_topic(&recipient.unit);
+    insert_update(
+        ctx,
+        tx,
+        t,
+        UpdateRow {
+            unit: Some(&recipient.unit),
+            audience: "tenant",
+            language: &recipient.language,
+            template,
+            text: &text,
+            topic: &topic,
+            due_ms,
+        },
+        now_ms,
+    )
 }
 
 /// Queues a page for the escalation contact on call, or for the first contact when no
