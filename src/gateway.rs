@@ -153,6 +153,7 @@ pub async fn run(
             cancel.clone(),
         ));
     }
+    let mut sync_health = None;
     if let Some(sync) = config.sync {
         let setup = crate::sync::SyncSetup {
             config: sync,
@@ -162,7 +163,7 @@ pub async fn run(
                 .clone()
                 .map(|d| Arc::new(d) as Arc<dyn crate::sync::ApplyChange>),
         };
-        let task = crate::sync::spawn(
+        let (task, health) = crate::sync::spawn(
             setup,
             store.clone(),
             keeper.clock().clone(),
@@ -171,6 +172,7 @@ pub async fn run(
         )
         .context("cannot start sync with the central office")?;
         tasks.push(task);
+        sync_health = Some(health);
     }
     let state = crate::http::ApiState {
         metrics: metrics.clone(),
@@ -180,6 +182,7 @@ pub async fn run(
         mqtt_configured,
         write_token: config.write_token,
         intake,
+        sync: sync_health,
     };
     let api = tokio::spawn(crate::http::serve(listener, state, cancel.clone()));
     tasks.extend(crate::systemd::spawn_watchdog(

@@ -31,6 +31,8 @@ pub struct ApiState {
     pub write_token: Option<Secret>,
     /// Tenant message intake; `None` without an `[intake]` section.
     pub intake: Option<Arc<crate::intake::Intake>>,
+    /// Sync state; `None` without a `[sync]` section, and `/healthz` then reports no sync.
+    pub sync: Option<crate::sync::SyncHealth>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -76,6 +78,9 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         .into_response()
 }
 
+/// Reports the gateway's health. The status is 503 while the store writer is stopped, and
+/// otherwise 200 with `"status": "degraded"` and the reasons in `problems` when sync reports
+/// a problem, because the gateway still stores and handles its input then.
 async fn healthz(State(state): State<ApiState>) -> Response {
     let store_running = !state.store.is_closed();
     // Reading the time lets the keeper notice a clock that is already trusted before the
@@ -84,19 +89,46 @@ async fn healthz(State(state): State<ApiState>) -> Response {
     let mqtt_connected = state
         .mqtt_configured
         .then(|| state.metrics.mqtt_connected.get() == 1);
-    let status = if store_running {
-        StatusCode::OK
+    let (sync, problems) = match state.sync.clone() {
+        Some(health) => match sync_report(health).await {
+            Ok(report) => {
+                let problems = report.problems.clone();
+                (json!(report), problems)
+            }
+            Err(message) => (
+                json!({ "status": "degraded", "problems": [&message] }),
+                vec![message],
+            ),
+        },
+        None => (serde_json::Value::Null, Vec::new()),
+    };
+    let (status, text) = if !store_running {
+        (StatusCode::SERVICE_UNAVAILABLE, "store writer stopped")
+    } else if !problems.is_empty() {
+        (StatusCode::OK, "degraded")
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::OK, "ok")
     };
     let body = json!({
-        "status": if store_running { "ok" } else { "store writer stopped" },
+        "status": text,
+        "problems": problems,
         "store_running": store_running,
         "clock_trusted": clock_trusted,
         "mqtt_connected": mqtt_connected,
+        "sync": sync,
         "version": env!("CARGO_PKG_VERSION"),
     });
     (status, Json(body)).into_response()
+}
+
+/// Builds the sync report on a blocking thread, because it reads the outbox from SQLite.
+async fn sync_report(health: crate::sync::SyncHealth) -> Result<crate::sync::SyncReport, String> {
+    tokio::task::spawn_blocking(move || health.report())
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "building the sync health report failed");
+            format!("building the sync health report failed: {err}")
+        })
 }
 
 #[derive(Debug, Deserialize)]

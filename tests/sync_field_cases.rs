@@ -150,8 +150,19 @@ async fn split_case(announce_limit: bool) {
     assert_eq!(event_id, large.to_string());
     assert_eq!(status, 413);
     assert!(error.contains("limit"), "{error}");
-    assert_eq!(harness.metric("caretaker_sync_events_sent_total"), 10.0);
-    assert_eq!(harness.metric("caretaker_sync_events_rejected_total"), 1.0);
+    // The task counts sent and rejected events after their transaction commits, so the
+    // outbox can be empty a moment before the counters move.
+    for (name, expected) in [
+        ("caretaker_sync_events_sent_total", 10.0),
+        ("caretaker_sync_events_rejected_total", 1.0),
+    ] {
+        let counted = wait_for(Duration::from_secs(10), || harness.metric(name) == expected).await;
+        assert!(
+            counted,
+            "{name} is {}, expected {expected}",
+            harness.metric(name)
+        );
+    }
     harness.shutdown().await;
 }
 

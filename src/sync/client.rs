@@ -26,6 +26,17 @@ pub enum ClientError {
     #[error("request to {url} failed: {message}")]
     Transport { url: String, message: String },
     #[error(
+        "request to {url} failed: the central office's TLS certificate is not trusted: \
+         {message}. The gateway trusts {trust}; set [sync] ca_file to the PEM file of the CA \
+         that signed the office's certificate, and check that the certificate names the host \
+         in [sync] url. Events stay queued until then"
+    )]
+    Certificate {
+        url: String,
+        message: String,
+        trust: String,
+    },
+    #[error(
         "the central office rejected the token (HTTP 401); events stay queued. Check [sync] \
          token against the token issued with `caretaker central token add`"
     )]
@@ -98,6 +109,8 @@ struct ErrorBody {
 pub struct CentralClient {
     http: reqwest::Client,
     base: String,
+    /// The CA the client trusts, as named in a certificate error.
+    trust: String,
 }
 
 impl CentralClient {
@@ -120,9 +133,14 @@ impl CentralClient {
             .user_agent(concat!("caretaker/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| ClientError::Build(err.to_string()))?;
+        let trust = match &config.ca_file {
+            Some(path) => format!("the CA in {}", path.display()),
+            None => "the system's CA store".to_string(),
+        };
         Ok(CentralClient {
             http,
             base: config.url.as_str().trim_end_matches('/').to_string(),
+            trust,
         })
     }
 
@@ -134,31 +152,53 @@ impl CentralClient {
             .post(&url)
             .header(CONTENT_TYPE, "application/json")
             .body(body);
-        read_json(&url, request.send().await).await
+        self.read_json(&url, request.send().await).await
     }
 
     pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatReply, ClientError> {
         let url = format!("{}/v1/heartbeat", self.base);
         let request = self.http.post(&url).json(heartbeat);
-        read_json(&url, request.send().await).await
+        self.read_json(&url, request.send().await).await
     }
 
     /// Fetches up to `limit` changes with ids above `after`, in id order.
     pub async fn changes(&self, after: i64, limit: u32) -> Result<Vec<OfficeChange>, ClientError> {
         let url = format!("{}/v1/changes?after={after}&limit={limit}", self.base);
-        let reply: ChangesReply = read_json(&url, self.http.get(&url).send().await).await?;
+        let response = self.http.get(&url).send().await;
+        let reply: ChangesReply = self.read_json(&url, response).await?;
         Ok(reply.changes)
+    }
+
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        response: reqwest::Result<reqwest::Response>,
+    ) -> Result<T, ClientError> {
+        let response = response.map_err(|err| self.transport_error(url, &err))?;
+        read_body(url, response).await
+    }
+
+    /// Turns a failed request into [`ClientError::Certificate`] when the office's certificate
+    /// was rejected, and into [`ClientError::Transport`] otherwise.
+    fn transport_error(&self, url: &str, err: &reqwest::Error) -> ClientError {
+        match certificate_error(err) {
+            Some(message) => ClientError::Certificate {
+                url: url.to_string(),
+                message,
+                trust: self.trust.clone(),
+            },
+            None => ClientError::Transport {
+                url: url.to_string(),
+                message: describe(err),
+            },
+        }
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(
+async fn read_body<T: serde::de::DeserializeOwned>(
     url: &str,
-    response: reqwest::Result<reqwest::Response>,
+    response: reqwest::Response,
 ) -> Result<T, ClientError> {
-    let response = response.map_err(|err| ClientError::Transport {
-        url: url.to_string(),
-        message: describe(&err),
-    })?;
     let status = response.status();
     let text = response
         .text()
@@ -211,6 +251,38 @@ fn describe(err: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Returns rustls's description of a rejected server certificate, when that is the cause of
+/// `err`.
+fn certificate_error(err: &reqwest::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
+        if let Some(
+            tls @ (rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::UnsupportedNameType),
+        ) = find_rustls_error(current)
+        {
+            return Some(tls.to_string());
+        }
+        cause = current.source();
+    }
+    None
+}
+
+/// Returns the `rustls::Error` that `error` is or wraps. The connector reports a failed
+/// handshake as an `io::Error` that wraps another `io::Error` around the rustls error, and
+/// `io::Error::source` skips the wrapped error, so the layers are unwrapped here.
+fn find_rustls_error<'a>(
+    mut error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        error = error.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
 }
 
 /// Builds the rustls configuration: the office's certificate must chain to the CA in

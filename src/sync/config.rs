@@ -50,6 +50,12 @@ struct RawSync {
     /// Maximum events in the outbox (default 100000). Over it, telemetry events are evicted
     /// first, then anomaly summaries; ticket, tenant update and audit events never are.
     outbox_max_events: u64,
+    /// Events in the outbox at which the gateway warns and `/healthz` reports degraded
+    /// (default: half of `outbox_max_events`).
+    outbox_warn_events: Option<u64>,
+    /// Seconds without a successful request to the office, while requests fail, after which
+    /// `/healthz` reports degraded (default 900).
+    unreachable_warn_secs: u64,
     /// Seconds a request may take before it counts as failed (default 30).
     request_timeout_secs: u64,
     /// Maximum office changes fetched per pull request (default 500).
@@ -74,6 +80,8 @@ impl Default for RawSync {
             backoff_max_secs: 300,
             drain_events_per_sec: 500,
             outbox_max_events: 100_000,
+            outbox_warn_events: None,
+            unreachable_warn_secs: 900,
             request_timeout_secs: 30,
             pull_limit: 500,
             telemetry_interval_secs: 3600,
@@ -99,6 +107,11 @@ pub struct SyncConfig {
     pub backoff_max: Duration,
     pub drain_events_per_sec: u32,
     pub outbox_max_events: u64,
+    /// Outbox level at which sync warns and reports degraded health.
+    pub outbox_warn_events: u64,
+    /// Time without a successful request, while requests fail, after which health is
+    /// degraded.
+    pub unreachable_warn: Duration,
     pub request_timeout: Duration,
     pub pull_limit: u32,
     /// `None` turns telemetry summaries off.
@@ -123,6 +136,8 @@ impl SyncConfig {
             backoff_max: Duration::from_secs(raw.backoff_max_secs),
             drain_events_per_sec: raw.drain_events_per_sec,
             outbox_max_events: raw.outbox_max_events,
+            outbox_warn_events: default_warn_events(raw.outbox_max_events),
+            unreachable_warn: Duration::from_secs(raw.unreachable_warn_secs),
             request_timeout: Duration::from_secs(raw.request_timeout_secs),
             pull_limit: raw.pull_limit,
             telemetry_interval: Some(Duration::from_secs(raw.telemetry_interval_secs)),
@@ -182,6 +197,8 @@ pub fn load(file: &TomlFile, base_dir: &Path, diags: &mut Diagnostics) -> Option
         ("backoff_max_secs", raw.backoff_max_secs),
         ("drain_events_per_sec", u64::from(raw.drain_events_per_sec)),
         ("outbox_max_events", raw.outbox_max_events),
+        ("outbox_warn_events", raw.outbox_warn_events.unwrap_or(1)),
+        ("unreachable_warn_secs", raw.unreachable_warn_secs),
         ("request_timeout_secs", raw.request_timeout_secs),
         ("pull_limit", u64::from(raw.pull_limit)),
     ];
@@ -199,6 +216,18 @@ pub fn load(file: &TomlFile, base_dir: &Path, diags: &mut Diagnostics) -> Option
                 raw.backoff_max_secs, raw.backoff_initial_ms
             ),
         );
+    }
+    if let Some(warn) = raw.outbox_warn_events {
+        if warn > raw.outbox_max_events {
+            file.report_at(
+                diags,
+                &["sync", "outbox_warn_events"],
+                format!(
+                    "outbox_warn_events {warn} is above outbox_max_events {}; lower it",
+                    raw.outbox_max_events
+                ),
+            );
+        }
     }
 
     if diags.len() != problems_before {
@@ -219,11 +248,20 @@ pub fn load(file: &TomlFile, base_dir: &Path, diags: &mut Diagnostics) -> Option
         backoff_max: Duration::from_secs(raw.backoff_max_secs),
         drain_events_per_sec: raw.drain_events_per_sec,
         outbox_max_events: raw.outbox_max_events,
+        outbox_warn_events: raw
+            .outbox_warn_events
+            .unwrap_or_else(|| default_warn_events(raw.outbox_max_events)),
+        unreachable_warn: Duration::from_secs(raw.unreachable_warn_secs),
         request_timeout: Duration::from_secs(raw.request_timeout_secs),
         pull_limit: raw.pull_limit,
         telemetry_interval: (raw.telemetry_interval_secs > 0)
             .then(|| Duration::from_secs(raw.telemetry_interval_secs)),
     })
+}
+
+/// Returns the default warning level: half of the outbox cap, and at least 1 event.
+fn default_warn_events(outbox_max_events: u64) -> u64 {
+    (outbox_max_events / 2).max(1)
 }
 
 fn check_url(file: &TomlFile, text: &str, diags: &mut Diagnostics) -> Option<reqwest::Url> {
@@ -322,6 +360,23 @@ mod tests {
         assert_eq!(config.batch_max_events, 500);
         assert_eq!(config.token.expose(), "0123456789abcdef");
         assert_eq!(config.telemetry_interval, Some(Duration::from_secs(3600)));
+        assert_eq!(config.outbox_warn_events, 50_000);
+        assert_eq!(config.unreachable_warn, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn warn_level_above_cap_is_reported() {
+        let (config, diags) = load_text(
+            "[sync]\nurl = \"http://127.0.0.1:1\"\ntoken = \"0123456789abcdef\"\n\
+             outbox_max_events = 10\noutbox_warn_events = 11\n",
+        );
+        assert!(config.is_none());
+        let messages: Vec<String> = diags.iter().map(|d| d.message.clone()).collect();
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(
+            messages[0].contains("outbox_warn_events 11"),
+            "{messages:?}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod backoff;
 mod batch;
 mod client;
 pub mod config;
+mod health;
 mod outbox;
 mod task;
 mod telemetry;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub use backoff::Backoff;
 pub use client::{ClientError, PROTOCOL_HEADER};
 pub use config::SyncConfig;
+pub use health::{SyncHealth, SyncReport};
 pub use outbox::{EVICTION_ORDER, PULL_CURSOR_KEY};
 pub use telemetry::TELEMETRY_CURSOR_KEY;
 
@@ -65,14 +67,16 @@ pub struct SyncSetup {
     pub applier: Option<Arc<dyn ApplyChange>>,
 }
 
-/// Starts the sync task. It runs until `cancel` fires.
+/// Starts the sync task, which runs until `cancel` fires. Returns the task and the state
+/// that `/healthz` reports.
 pub fn spawn(
     setup: SyncSetup,
     store: StoreHandle,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, SyncError> {
+) -> Result<(tokio::task::JoinHandle<()>, SyncHealth), SyncError> {
+    let health = SyncHealth::new(&setup.config, setup.db_path.clone(), clock.clone());
     let task = task::SyncTask::new(
         setup.config,
         setup.gateway,
@@ -81,8 +85,9 @@ pub fn spawn(
         clock,
         metrics,
         setup.applier,
+        health.clone(),
     )?;
-    Ok(tokio::spawn(task.run(cancel)))
+    Ok((tokio::spawn(task.run(cancel)), health))
 }
 
 /// Returns the SHA-256 of the file at `path` in hex, or `unreadable` when it cannot be read.

@@ -13,6 +13,7 @@ use super::backoff::Backoff;
 use super::batch::{self, BodyWriter, Pending};
 use super::client::{CentralClient, ClientError, EventsReply};
 use super::config::SyncConfig;
+use super::health::SyncHealth;
 use super::outbox;
 use super::{ApplyChange, SyncError};
 use crate::metrics::{KindLabel, Metrics};
@@ -56,6 +57,7 @@ pub(super) struct SyncTask {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     applier: Option<Arc<dyn ApplyChange>>,
+    health: SyncHealth,
     writer: BodyWriter,
     /// Request body limit in force: the configured one, lowered to the office's.
     max_body_bytes: usize,
@@ -66,7 +68,7 @@ pub(super) struct SyncTask {
     next_heartbeat: Duration,
     next_pull: Duration,
     next_telemetry: Duration,
-    half_full_warned: bool,
+    warn_level_warned: bool,
     over_cap_warned: bool,
 }
 
@@ -80,6 +82,7 @@ impl SyncTask {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         applier: Option<Arc<dyn ApplyChange>>,
+        health: SyncHealth,
     ) -> Result<SyncTask, SyncError> {
         let client = CentralClient::new(&config)?;
         let reader = crate::store::connect(db_path, false)?;
@@ -93,7 +96,7 @@ impl SyncTask {
             next_heartbeat: now,
             next_pull: now,
             next_telemetry: now,
-            half_full_warned: false,
+            warn_level_warned: false,
             over_cap_warned: false,
             config,
             gateway,
@@ -103,6 +106,7 @@ impl SyncTask {
             clock,
             metrics,
             applier,
+            health,
             config_hash,
         })
     }
@@ -125,6 +129,7 @@ impl SyncTask {
                 match self.round(&cancel).await {
                     Ok(()) => {
                         self.backoff.reset();
+                        self.health.record_round_ok();
                         retry_due = false;
                         self.next_pull = self.clock.monotonic() + self.config.pull_interval;
                         self.update_gauge();
@@ -133,6 +138,8 @@ impl SyncTask {
                     Err(err) => {
                         self.update_gauge();
                         let delay = self.backoff.next_delay();
+                        self.health
+                            .record_failure(&err.to_string(), self.backoff.failures());
                         self.log_failure(&err, delay);
                         retry_due = true;
                         if !sleep_on(self.clock.as_ref(), delay, &cancel).await {
@@ -154,7 +161,9 @@ impl SyncTask {
         let failures = self.backoff.failures();
         match err {
             RoundError::Client(
-                ClientError::Unauthorized | ClientError::UnsupportedProtocol { .. },
+                ClientError::Unauthorized
+                | ClientError::UnsupportedProtocol { .. }
+                | ClientError::Certificate { .. },
             ) => {
                 tracing::error!(error = %err, retry_in_ms, failures, "sync round failed");
             }
@@ -212,19 +221,20 @@ impl SyncTask {
         if u64::try_from(events).unwrap_or(0) > cap {
             events = self.evict(cap).await.unwrap_or(events);
         }
-        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-        if events.saturating_mul(2) >= cap {
-            if !self.half_full_warned {
+        let warn = i64::try_from(self.config.outbox_warn_events).unwrap_or(i64::MAX);
+        if events >= warn {
+            if !self.warn_level_warned {
                 tracing::warn!(
                     events,
+                    warn_level = warn,
                     cap,
-                    "the outbox is half full; is the central office reachable?"
+                    "the outbox has reached its warning level; is the central office reachable?"
                 );
-                self.half_full_warned = true;
+                self.warn_level_warned = true;
             }
-        } else if events.saturating_mul(5) < cap.saturating_mul(2) {
-            // Below 40 %, so that a level near half does not warn on every round.
-            self.half_full_warned = false;
+        } else if events.saturating_mul(5) < warn.saturating_mul(4) {
+            // Below 80 % of the level, so that a level near it does not warn on every round.
+            self.warn_level_warned = false;
         }
         self.metrics.outbox_events.set(events);
         events
@@ -281,7 +291,8 @@ impl SyncTask {
         let rejected = outbox::count_rejected_since(&self.reader, since)?;
         let mut problems = Vec::new();
         let cap = i64::try_from(self.config.outbox_max_events).unwrap_or(i64::MAX);
-        if outbox_events.saturating_mul(2) >= cap {
+        let warn = i64::try_from(self.config.outbox_warn_events).unwrap_or(i64::MAX);
+        if outbox_events >= warn {
             problems.push(format!(
                 "outbox holds {outbox_events} of at most {cap} events"
             ));
@@ -309,6 +320,7 @@ impl SyncTask {
         };
 
         let reply = self.client.heartbeat(&heartbeat).await?;
+        self.health.record_success();
         if let Some(limit) = reply.max_body_bytes {
             self.lower_body_limit(limit);
         }
@@ -411,7 +423,11 @@ impl SyncTask {
                 continue;
             }
             self.pace(part.len(), cancel).await?;
-            match self.client.post_events(self.writer.body(&part)).await {
+            let result = self.client.post_events(self.writer.body(&part)).await;
+            if result.is_ok() {
+                self.health.record_push();
+            }
+            match result {
                 Ok(reply) => unacked += self.settle(&part, reply, blocked).await?,
                 Err(ClientError::TooLarge { limit }) if part.len() > 1 => {
                     if let Some(limit) = limit {
@@ -588,11 +604,13 @@ impl SyncTask {
             }
             let cursor = outbox::read_cursor(&self.reader, outbox::PULL_CURSOR_KEY)?.unwrap_or(0);
             let mut changes = self.client.changes(cursor, self.config.pull_limit).await?;
+            self.health.record_success();
             let fetched = changes.len();
             changes.retain(|change| change.id > cursor);
             changes.sort_by_key(|change| change.id);
             changes.dedup_by_key(|change| change.id);
             if changes.is_empty() {
+                self.health.record_pull();
                 return Ok(());
             }
             let now_ms = self.clock.wall_ms();
@@ -621,6 +639,7 @@ impl SyncTask {
                 "office changes applied"
             );
             if fetched < self.config.pull_limit as usize {
+                self.health.record_pull();
                 return Ok(());
             }
         }

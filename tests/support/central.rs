@@ -237,3 +237,83 @@ impl Drop for Central {
         }
     }
 }
+
+/// PEM files for a central office over TLS on 127.0.0.1, made with openssl.
+pub struct TlsFiles {
+    /// The CA that signed the office's certificate.
+    pub ca: PathBuf,
+    /// A second CA that signed nothing the office presents.
+    pub other_ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Writes a CA, a certificate for `127.0.0.1` signed by it with its key, and an unrelated
+    /// CA into `dir`.
+    pub fn create(dir: &Path) -> TlsFiles {
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("run openssl");
+            assert!(
+                output.status.success(),
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let new_ec_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        for (name, subject) in [("ca", "/CN=office test CA"), ("other-ca", "/CN=other CA")] {
+            let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+            let mut args = vec!["req", "-x509", "-nodes", "-days", "2", "-subj", subject];
+            args.extend(new_ec_key);
+            args.extend(["-keyout", key.as_str(), "-out", pem.as_str()]);
+            openssl(&args);
+        }
+        let mut request = vec!["req", "-nodes", "-subj", "/CN=127.0.0.1"];
+        request.extend(new_ec_key);
+        request.extend(["-keyout", "office.key", "-out", "office.csr"]);
+        openssl(&request);
+        std::fs::write(
+            dir.join("office.ext"),
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n\
+             subjectAltName=IP:127.0.0.1\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            "office.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "office.ext",
+            "-out",
+            "office.pem",
+        ]);
+        TlsFiles {
+            ca: dir.join("ca.pem"),
+            other_ca: dir.join("other-ca.pem"),
+            cert: dir.join("office.pem"),
+            key: dir.join("office.key"),
+        }
+    }
+
+    /// Returns the `caretaker central` options that serve with this certificate.
+    pub fn central_args(&self) -> Vec<&str> {
+        vec![
+            "--tls-cert",
+            self.cert.to_str().unwrap(),
+            "--tls-key",
+            self.key.to_str().unwrap(),
+        ]
+    }
+}

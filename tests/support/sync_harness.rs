@@ -12,7 +12,7 @@ use caretaker::metrics::Metrics;
 use caretaker::protocol::{Envelope, EventKind, TicketEvent, TicketSnapshot, Transition};
 use caretaker::secret::Secret;
 use caretaker::store::{StoreHandle, StoreOptions, StoreWriter};
-use caretaker::sync::{ApplyChange, SyncConfig, SyncSetup};
+use caretaker::sync::{ApplyChange, SyncConfig, SyncHealth, SyncSetup};
 use caretaker::time::{ManualClock, TimeKeeper, TimePolicy};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -30,9 +30,13 @@ pub struct Harness {
     pub clock: Arc<ManualClock>,
     pub store: StoreHandle,
     pub metrics: Arc<Metrics>,
+    pub keeper: Arc<TimeKeeper>,
+    /// The sync state of the running sync task, as `/healthz` reports it.
+    pub health: Option<SyncHealth>,
     writer: Option<StoreWriter>,
     cancel: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
+    api: Option<tokio::task::JoinHandle<()>>,
     ticker: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -64,7 +68,8 @@ impl Harness {
         let keeper = Arc::new(TimeKeeper::new(clock.clone(), policy));
         let metrics = Arc::new(Metrics::new());
         let (store, writer) =
-            caretaker::store::open(StoreOptions::new(&db), keeper, metrics.clone()).unwrap();
+            caretaker::store::open(StoreOptions::new(&db), keeper.clone(), metrics.clone())
+                .unwrap();
         Harness {
             dir,
             db,
@@ -72,9 +77,12 @@ impl Harness {
             clock,
             store,
             metrics,
+            keeper,
+            health: None,
             writer: Some(writer),
             cancel: CancellationToken::new(),
             task: None,
+            api: None,
             ticker: None,
         }
     }
@@ -90,7 +98,7 @@ impl Harness {
             db_path: self.db.clone(),
             applier,
         };
-        let task = caretaker::sync::spawn(
+        let (task, health) = caretaker::sync::spawn(
             setup,
             self.store.clone(),
             self.clock.clone(),
@@ -99,6 +107,45 @@ impl Harness {
         )
         .unwrap();
         self.task = Some(task);
+        self.health = Some(health);
+    }
+
+    /// Stops the sync task and waits for it, so that sync can start again with another
+    /// configuration, as after a restart of the gateway.
+    pub async fn stop_sync(&mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the sync task stops within 10 s of its cancel")
+                .unwrap();
+        }
+        self.cancel = CancellationToken::new();
+        self.health = None;
+    }
+
+    /// Serves the gateway's local API, with the running sync task's state, on a free
+    /// loopback port and returns the port.
+    pub async fn serve_api(&mut self) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = caretaker::http::ApiState {
+            metrics: self.metrics.clone(),
+            keeper: self.keeper.clone(),
+            store: self.store.clone(),
+            modbus: None,
+            mqtt_configured: false,
+            write_token: None,
+            intake: None,
+            sync: self.health.clone(),
+        };
+        let cancel = self.cancel.clone();
+        self.api = Some(tokio::spawn(async move {
+            caretaker::http::serve(listener, state, cancel)
+                .await
+                .expect("serve the local API");
+        }));
+        port
     }
 
     /// Moves the manual clock forward by `step` every few real milliseconds.
@@ -161,6 +208,9 @@ impl Harness {
         self.cancel.cancel();
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        if let Some(api) = self.api.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), api).await;
         }
         let Harness { store, writer, .. } = self;
         drop(store);
