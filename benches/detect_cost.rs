@@ -8,6 +8,9 @@
 //! its figures. Without the `--bench` argument that `cargo bench` passes, as under
 //! `cargo test --all-targets`, it runs nothing.
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::hint::black_box;
@@ -15,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use args::Invocation;
 use caretaker::detect::stream::{SensorDetector, StreamConfig};
 
 const USAGE: &str = "\
@@ -41,39 +45,18 @@ struct Options {
     output: Option<PathBuf>,
 }
 
-enum Invocation {
-    Run(Options),
-    NotBench,
-    List,
-    Help,
-}
-
-fn parse_args(args: Vec<String>) -> anyhow::Result<Invocation> {
-    let mut bench = false;
-    let mut options = Options {
+fn parse_args(args: Vec<String>) -> anyhow::Result<Invocation<Options>> {
+    let defaults = Options {
         readings: 2_000_000,
         output: None,
     };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--bench" => bench = true,
-            "--list" => return Ok(Invocation::List),
-            "--help" | "-h" => return Ok(Invocation::Help),
+    args::parse(args, USAGE, defaults, |options, arg, args| {
+        match arg {
             "--quick" => options.readings = 200_000,
-            "--output" => {
-                let Some(path) = args.next() else {
-                    bail!("--output needs a path, such as --output target/bench/cost.json");
-                };
-                options.output = Some(PathBuf::from(path));
-            }
-            other => bail!("unknown option `{other}`; `--help` lists the options"),
+            "--output" => options.output = Some(args.path("--output")?),
+            _ => return Ok(false),
         }
-    }
-    Ok(if bench {
-        Invocation::Run(options)
-    } else {
-        Invocation::NotBench
+        Ok(true)
     })
 }
 
@@ -215,21 +198,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let options = match parse_args(args) {
-        Ok(Invocation::Run(options)) => options,
-        Ok(Invocation::NotBench) => {
-            println!("detect_cost: not run; start it with `cargo bench --bench detect_cost`");
-            return ExitCode::SUCCESS;
-        }
-        Ok(Invocation::List) => return ExitCode::SUCCESS,
-        Ok(Invocation::Help) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(err) => {
-            eprintln!("detect_cost: {err:#}");
-            return ExitCode::from(2);
-        }
+    let options = match args::options_or_exit("detect_cost", USAGE, parse_args(args)) {
+        Ok(options) => options,
+        Err(code) => return code,
     };
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,

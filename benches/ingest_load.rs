@@ -13,6 +13,8 @@
 //! `--bench` argument that `cargo bench` passes, as under `cargo test --all-targets`, it runs
 //! nothing.
 
+#[path = "common/args.rs"]
+mod args;
 mod support;
 
 use std::collections::BTreeMap;
@@ -24,6 +26,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
+use args::Invocation;
 use rumqttc::QoS;
 use serde::Serialize;
 
@@ -113,97 +116,87 @@ struct Options {
     keep: bool,
 }
 
-enum Invocation {
-    Run(Options),
-    /// Run by a test runner rather than `cargo bench`: do nothing.
-    NotBench,
-    /// Listing tests for a test runner: there are none.
-    List,
-    Help,
+/// Options as written on the command line, before the defaults of `--quick` apply.
+#[derive(Debug)]
+struct RawOptions {
+    quick: bool,
+    flood: Option<u64>,
+    rate: u64,
+    paced_secs: Option<u64>,
+    poll_ms: u64,
+    consumers: Vec<Consumer>,
+    qos: Vec<u8>,
+    loads: Vec<Load>,
+    output: Option<PathBuf>,
+    keep: bool,
 }
 
-fn parse_args(args: Vec<String>) -> anyhow::Result<Invocation> {
-    let mut bench = false;
-    let mut quick = false;
-    let mut flood = None;
-    let mut rate = 1000;
-    let mut paced_secs = None;
-    let mut poll_ms = 5;
-    let mut consumers = vec![Consumer::MosquittoSub, Consumer::Gateway];
-    let mut qos = vec![0, 1];
-    let mut loads = vec![Load::Flood, Load::Paced];
-    let mut output = None;
-    let mut keep = false;
-
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .ok_or_else(|| anyhow!("{name} needs a value\n\n{USAGE}"))
-        };
-        match arg.as_str() {
-            "--bench" => bench = true,
-            "--list" => return Ok(Invocation::List),
-            "--help" | "-h" => return Ok(Invocation::Help),
-            "--quick" => quick = true,
-            "--flood" => flood = Some(parse_positive(&value("--flood")?, "--flood")?),
-            "--rate" => rate = parse_positive(&value("--rate")?, "--rate")?,
-            "--paced-secs" => {
-                paced_secs = Some(parse_positive(&value("--paced-secs")?, "--paced-secs")?)
-            }
-            "--poll-ms" => poll_ms = parse_positive(&value("--poll-ms")?, "--poll-ms")?,
+fn parse_args(args: Vec<String>) -> anyhow::Result<Invocation<Options>> {
+    let raw = RawOptions {
+        quick: false,
+        flood: None,
+        rate: 1000,
+        paced_secs: None,
+        poll_ms: 5,
+        consumers: vec![Consumer::MosquittoSub, Consumer::Gateway],
+        qos: vec![0, 1],
+        loads: vec![Load::Flood, Load::Paced],
+        output: None,
+        keep: false,
+    };
+    let parsed = args::parse(args, USAGE, raw, |raw, arg, args| {
+        match arg {
+            "--quick" => raw.quick = true,
+            "--flood" => raw.flood = Some(args.positive("--flood")?),
+            "--rate" => raw.rate = args.positive("--rate")?,
+            "--paced-secs" => raw.paced_secs = Some(args.positive("--paced-secs")?),
+            "--poll-ms" => raw.poll_ms = args.positive("--poll-ms")?,
             "--only" => {
-                consumers = match value("--only")?.as_str() {
-                    "gateway" => vec![Consumer::Gateway],
-                    "floor" | "mosquitto_sub" => vec![Consumer::MosquittoSub],
-                    other => bail!("invalid --only {other:?}; expected gateway or floor"),
-                }
+                raw.consumers = args.choice(
+                    "--only",
+                    &[
+                        ("gateway", vec![Consumer::Gateway]),
+                        ("floor", vec![Consumer::MosquittoSub]),
+                        ("mosquitto_sub", vec![Consumer::MosquittoSub]),
+                    ],
+                )?
             }
-            "--qos" => {
-                qos = match value("--qos")?.as_str() {
-                    "0" => vec![0],
-                    "1" => vec![1],
-                    other => bail!("invalid --qos {other:?}; expected 0 or 1"),
-                }
-            }
+            "--qos" => raw.qos = args.choice("--qos", &[("0", vec![0]), ("1", vec![1])])?,
             "--load" => {
-                loads = match value("--load")?.as_str() {
-                    "flood" => vec![Load::Flood],
-                    "paced" => vec![Load::Paced],
-                    other => bail!("invalid --load {other:?}; expected flood or paced"),
-                }
+                raw.loads = args.choice(
+                    "--load",
+                    &[("flood", vec![Load::Flood]), ("paced", vec![Load::Paced])],
+                )?
             }
-            "--output" => output = Some(PathBuf::from(value("--output")?)),
-            "--keep" => keep = true,
-            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+            "--output" => raw.output = Some(args.path("--output")?),
+            "--keep" => raw.keep = true,
+            _ => return Ok(false),
         }
-    }
-    if !bench {
-        return Ok(Invocation::NotBench);
-    }
-    if rate > 1000 {
-        // Source timestamps step by 1 ms per message, and each must be unique per sensor.
-        bail!("--rate {rate} is above 1000; the paced load publishes at most one message per ms");
-    }
-    Ok(Invocation::Run(Options {
-        quick,
-        flood: flood.unwrap_or(if quick { 20_000 } else { 100_000 }),
-        rate,
-        paced_secs: paced_secs.unwrap_or(if quick { 10 } else { 60 }),
-        poll_interval: Duration::from_millis(poll_ms),
-        consumers,
-        qos,
-        loads,
-        output,
-        keep,
-    }))
-}
-
-fn parse_positive(text: &str, name: &str) -> anyhow::Result<u64> {
-    match text.parse::<u64>() {
-        Ok(value) if value > 0 => Ok(value),
-        _ => bail!("invalid {name} {text:?}; expected a whole number above 0"),
-    }
+        Ok(true)
+    })?;
+    parsed.try_map(|raw| {
+        if raw.rate > 1000 {
+            // Source timestamps step by 1 ms per message, and each must be unique per sensor.
+            bail!(
+                "--rate {} is above 1000; the paced load publishes at most one message per ms",
+                raw.rate
+            );
+        }
+        Ok(Options {
+            quick: raw.quick,
+            flood: raw
+                .flood
+                .unwrap_or(if raw.quick { 20_000 } else { 100_000 }),
+            rate: raw.rate,
+            paced_secs: raw.paced_secs.unwrap_or(if raw.quick { 10 } else { 60 }),
+            poll_interval: Duration::from_millis(raw.poll_ms),
+            consumers: raw.consumers,
+            qos: raw.qos,
+            loads: raw.loads,
+            output: raw.output,
+            keep: raw.keep,
+        })
+    })
 }
 
 /// One consumer under one load at one QoS.
@@ -292,6 +285,9 @@ struct CaseReport {
     /// stored.
     cpu_percent: CpuShares,
     idle_rss_kib: u64,
+    /// The anonymous part of `idle_rss_kib` (`RssAnon`). It leaves out the mapped pages of the
+    /// executable and its libraries, so it follows what the consumer allocates.
+    idle_rss_anon_kib: u64,
     peak_rss_kib: u64,
     disk_bytes: u64,
     disk_bytes_per_reading: f64,
@@ -329,30 +325,10 @@ struct PollStats {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let passed: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|arg| *arg != "--bench")
-        .collect();
-    let mut command = "cargo bench --bench ingest_load".to_string();
-    if !passed.is_empty() {
-        command = format!("{command} -- {}", passed.join(" "));
-    }
-    let options = match parse_args(args) {
-        Ok(Invocation::Run(options)) => options,
-        Ok(Invocation::NotBench) => {
-            println!("ingest_load: not run; start it with `cargo bench --bench ingest_load`");
-            return ExitCode::SUCCESS;
-        }
-        Ok(Invocation::List) => return ExitCode::SUCCESS,
-        Ok(Invocation::Help) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(err) => {
-            eprintln!("ingest_load: {err:#}");
-            return ExitCode::from(2);
-        }
+    let command = args::command_line("ingest_load", &args);
+    let options = match args::options_or_exit("ingest_load", USAGE, parse_args(args)) {
+        Ok(options) => options,
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -917,6 +893,7 @@ impl Measured {
             idle_cpu_percent: self.idle_cpu_percent,
             cpu_percent: self.cpu_percent,
             idle_rss_kib: self.idle.rss_kib,
+            idle_rss_anon_kib: self.idle.rss_anon_kib,
             peak_rss_kib: self.end.peak_rss_kib,
             disk_bytes,
             disk_bytes_per_reading: per_reading(disk_bytes as f64),
@@ -976,6 +953,10 @@ fn figures(reports: &[CaseReport]) -> BTreeMap<String, f64> {
         put("readings_per_sec", report.readings_per_sec);
         put("cpu_secs_per_100k", report.cpu_secs_per_100k);
         put("idle_rss_mib", report.idle_rss_kib as f64 / 1024.0);
+        put(
+            "idle_rss_anon_mib",
+            report.idle_rss_anon_kib as f64 / 1024.0,
+        );
         put("peak_rss_mib", report.peak_rss_kib as f64 / 1024.0);
         put("disk_bytes_per_reading", report.disk_bytes_per_reading);
         put("lost", report.lost as f64);
@@ -1021,11 +1002,12 @@ fn print_case(report: &CaseReport) {
         report.elapsed_secs
     );
     println!(
-        "cpu {:.2} s ({:.2} s per 100k; {:.1}% idle while polled), rss idle {:.1} MiB, peak {:.1} MiB, disk {} bytes ({:.0} per reading, {})",
+        "cpu {:.2} s ({:.2} s per 100k; {:.1}% idle while polled), rss idle {:.1} MiB ({:.1} MiB anonymous), peak {:.1} MiB, disk {} bytes ({:.0} per reading, {})",
         report.cpu_secs,
         report.cpu_secs_per_100k,
         report.idle_cpu_percent,
         report.idle_rss_kib as f64 / 1024.0,
+        report.idle_rss_anon_kib as f64 / 1024.0,
         report.peak_rss_kib as f64 / 1024.0,
         report.disk_bytes,
         report.disk_bytes_per_reading,

@@ -6,14 +6,20 @@
 //! then starts a central office on a temporary SQLite file and the gateway's sync task with its
 //! default settings, and times the drain until the outbox is empty. Checks that the office
 //! stored every event once. Prints the figures and writes them as JSON
-//! (`{"figures": {NAME: VALUE}}`) to `target/bench/sync_drain.json`.
+//! (`{"figures": {NAME: VALUE}}`) to `target/bench/sync_drain.json`. Without the `--bench`
+//! argument that `cargo bench` passes, as under `cargo test --all-targets`, it runs nothing.
+
+#[path = "common/args.rs"]
+mod args;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use args::Invocation;
 use caretaker::central::metrics::CentralMetrics;
 use caretaker::central::server::{self, ApiConfig, ApiState, Listen};
 use caretaker::central::{auth, store as central_store};
@@ -41,9 +47,15 @@ const STATES: [&str; 6] = [
 
 const USAGE: &str = "\
 Usage: cargo bench --bench sync_drain [-- OPTIONS]
+
+Options:
   --days N              length of the outage in days (default 7)
   --tickets-per-day N   tickets the building opens a day (default 40)
-  --output PATH         JSON output (default target/bench/sync_drain.json)";
+  --quick               accepted for scripts that pass it to every benchmark; the size stays
+                        as set by --days and --tickets-per-day
+  --output PATH         JSON output (default target/bench/sync_drain.json)
+  --help                print this help
+";
 
 struct Options {
     days: i64,
@@ -51,37 +63,22 @@ struct Options {
     output: PathBuf,
 }
 
-fn parse_args() -> anyhow::Result<Options> {
-    let mut options = Options {
+fn parse_args(args: Vec<String>) -> anyhow::Result<Invocation<Options>> {
+    let defaults = Options {
         days: 7,
         tickets_per_day: 40,
         output: PathBuf::from("target/bench/sync_drain.json"),
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |name: &str| -> anyhow::Result<i64> {
-            let text = args.next().unwrap_or_default();
-            text.parse::<i64>()
-                .ok()
-                .filter(|value| *value > 0)
-                .with_context(|| format!("{name} needs a whole number above 0, not {text:?}"))
-        };
-        match arg.as_str() {
-            "--bench" | "--quick" => {}
-            "--days" => options.days = number("--days")?,
-            "--tickets-per-day" => options.tickets_per_day = number("--tickets-per-day")?,
-            "--output" => match args.next() {
-                Some(path) => options.output = PathBuf::from(path),
-                None => bail!("--output needs a path\n{USAGE}"),
-            },
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
+    args::parse(args, USAGE, defaults, |options, arg, args| {
+        match arg {
+            "--quick" => {}
+            "--days" => options.days = args.positive("--days")?,
+            "--tickets-per-day" => options.tickets_per_day = args.positive("--tickets-per-day")?,
+            "--output" => options.output = args.path("--output")?,
+            _ => return Ok(false),
         }
-    }
-    Ok(options)
+        Ok(true)
+    })
 }
 
 /// Builds the events of one ticket's life: a transition, its audit row and, for some, a tenant
@@ -283,7 +280,8 @@ async fn run(options: Options) -> anyhow::Result<BTreeMap<String, f64>> {
         applier: None,
     };
     let started = Instant::now();
-    let task = caretaker::sync::spawn(setup, store.clone(), clock, metrics, cancel.clone())?;
+    let (task, _health) =
+        caretaker::sync::spawn(setup, store.clone(), clock, metrics, cancel.clone())?;
 
     let reader = caretaker::store::connect(&db, false)?;
     let deadline = started + Duration::from_secs(1800);
@@ -319,8 +317,23 @@ async fn run(options: Options) -> anyhow::Result<BTreeMap<String, f64>> {
     Ok(figures)
 }
 
-fn main() -> anyhow::Result<()> {
-    let options = parse_args()?;
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let options = match args::options_or_exit("sync_drain", USAGE, parse_args(args)) {
+        Ok(options) => options,
+        Err(code) => return code,
+    };
+    match run_and_write(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sync_drain: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the drain, prints the figures and writes them to the output file.
+fn run_and_write(options: Options) -> anyhow::Result<()> {
     let output = options.output.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -21,7 +21,8 @@
 # at loopback ports where nothing listens, so their pollers run their retry and backoff. When
 # the config has no [sync] section, one is added for a `caretaker central` on loopback, run by
 # a host build of caretaker (release, else debug) with a SQLite database. The
-# idle RSS is VmRSS of /proc/PID/status 5 s after /metrics first responds. The load is the
+# idle RSS is VmRSS of /proc/PID/status 5 s after /metrics first responds, and its anonymous
+# part (RssAnon) is recorded beside it. The load is the
 # ingest benchmark's: {"ts":MS,"v":VALUE} to 200 sensors in turn, published as fast as
 # mosquitto_pub takes them at QoS 1, on sensors/bench/sN, which the config's first
 # subscription takes. The peak RSS is VmHWM once `caretaker_readings_stored_total` counts every
@@ -335,6 +336,7 @@ def measure_rss(arch, binary, prefix):
                     time.sleep(0.2)
             time.sleep(IDLE_SETTLE)
             idle_kib = status_kib(gateway.pid, "VmRSS")
+            idle_anon_kib = status_kib(gateway.pid, "RssAnon")
 
             load_start = time.monotonic()
             publish_load(mqtt_port, messages)
@@ -359,8 +361,9 @@ def measure_rss(arch, binary, prefix):
                     except subprocess.TimeoutExpired:
                         process.kill()
                         process.wait()
-    return {"idle_rss_kib": idle_kib, "peak_rss_kib": peak_kib,
-            "rss_after_load_kib": after_kib, "stored": stored, "sync_events_sent": sync_sent,
+    return {"idle_rss_kib": idle_kib, "idle_rss_anon_kib": idle_anon_kib,
+            "peak_rss_kib": peak_kib, "rss_after_load_kib": after_kib, "stored": stored,
+            "sync_events_sent": sync_sent,
             "sync": sync is not None,
             "seconds_to_store": round(stored_secs, 1)}
 
@@ -378,8 +381,11 @@ if rss != "none":
         run = measure_rss(arch, binary, prefix)
         details["runs"][name] = run
         figures[f"footprint.{name}.idle_rss_mib"] = round(run["idle_rss_kib"] / 1024, 2)
+        figures[f"footprint.{name}.idle_rss_anon_mib"] = round(
+            run["idle_rss_anon_kib"] / 1024, 2)
         figures[f"footprint.{name}.peak_rss_mib"] = round(run["peak_rss_kib"] / 1024, 2)
-        print(f"rss    {name}: idle {run['idle_rss_kib'] / 1024:.1f} MiB, peak "
+        print(f"rss    {name}: idle {run['idle_rss_kib'] / 1024:.1f} MiB "
+              f"({run['idle_rss_anon_kib'] / 1024:.1f} MiB anonymous), peak "
               f"{run['peak_rss_kib'] / 1024:.1f} MiB, {run['rss_after_load_kib'] / 1024:.1f} "
               f"MiB after {run['stored']:.0f} readings stored in {run['seconds_to_store']} s")
 

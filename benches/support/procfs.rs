@@ -12,6 +12,10 @@ pub struct ProcSample {
     pub cpu_ticks: u64,
     /// Resident set size now (`VmRSS`), in KiB.
     pub rss_kib: u64,
+    /// The anonymous part of `rss_kib` (`RssAnon`), in KiB. It counts the heap, thread stacks
+    /// and the pages that the dynamic loader wrote while relocating the executable, but not
+    /// mapped files such as the executable's code.
+    pub rss_anon_kib: u64,
     /// Peak resident set size over the process's life (`VmHWM`), in KiB.
     pub peak_rss_kib: u64,
     /// Bytes the process caused to be sent to the storage layer (`write_bytes` of
@@ -55,6 +59,8 @@ fn sample_path(pid: &str) -> anyhow::Result<ProcSample> {
         status_kib(&status, "VmRSS").ok_or_else(|| anyhow!("no VmRSS line in {status_path}"))?;
     let peak_rss_kib =
         status_kib(&status, "VmHWM").ok_or_else(|| anyhow!("no VmHWM line in {status_path}"))?;
+    let rss_anon_kib = status_kib(&status, "RssAnon")
+        .ok_or_else(|| anyhow!("no RssAnon line in {status_path} (Linux 4.5 added it)"))?;
 
     let write_bytes = fs::read_to_string(format!("/proc/{pid}/io"))
         .ok()
@@ -63,6 +69,7 @@ fn sample_path(pid: &str) -> anyhow::Result<ProcSample> {
     Ok(ProcSample {
         cpu_ticks,
         rss_kib,
+        rss_anon_kib,
         peak_rss_kib,
         write_bytes,
     })
