@@ -1,6 +1,7 @@
 //! The sync API v1 of a real `caretaker central` process on a SQLite file: an idempotent
-//! batch sent twice, 401, 403 for another building, 413 with `max_body_bytes`, 426, 400, the
-//! pull feed, the heartbeat, `/metrics`, TLS and a clean stop on SIGTERM.
+//! batch sent twice, 401, 403 for another building, 413 with `max_body_bytes`, 426, a
+//! malformed event rejected alone, 400 for a body that is not a batch, the pull feed, the
+//! heartbeat, `/metrics`, TLS and a clean stop on SIGTERM.
 
 #[path = "support/central.rs"]
 mod central;
@@ -277,25 +278,158 @@ async fn unsupported_version_gets_426() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
 
+/// The part of the events response that the gateway's sync client decodes. A rejection's
+/// `event_id` must be a UUID, or the gateway cannot read the response at all.
+#[derive(Debug, serde::Deserialize)]
+struct GatewayReply {
+    acked: Vec<Uuid>,
+    rejected: Vec<GatewayRejection>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct GatewayRejection {
+    event_id: Uuid,
+    status: u16,
+    error: String,
+}
+
 #[tokio::test]
-async fn malformed_batch_gets_400() {
+async fn malformed_event_rejected_alone() {
     let central = Central::start_sqlite(&[]);
     let token = central.add_token("gw1", "b1");
     let client = client();
-    let response = client
-        .post(format!("{}/v1/events", central.url))
-        .bearer_auth(&token)
-        .header("Caretaker-Protocol", "1")
-        .header("Content-Type", "application/json")
-        .body("{\"gateway\": \"gw1\", \"events\": [{\"event_id\": 7}]}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let reply: Value = response.json().await.unwrap();
-    let error = reply["error"].as_str().unwrap();
-    assert!(error.contains("invalid event batch"), "{error}");
-    assert!(error.contains("line 1"), "{error}");
+    let first = ticket_envelope("gw1", "b1", "gw1-000001", 1);
+    let last = ticket_envelope("gw1", "b1", "gw1-000002", 1);
+    let unknown_kind_id = Uuid::now_v7();
+    let bad_payload_id = Uuid::now_v7();
+    let no_payload_id = Uuid::now_v7();
+    let mut unknown_kind =
+        serde_json::to_value(ticket_envelope("gw1", "b1", "gw1-000003", 1)).unwrap();
+    unknown_kind["event_id"] = json!(unknown_kind_id);
+    unknown_kind["kind"] = json!("invoice");
+    let mut bad_id = serde_json::to_value(ticket_envelope("gw1", "b1", "gw1-000004", 1)).unwrap();
+    bad_id["event_id"] = json!("not-a-uuid");
+    let mut bad_payload =
+        serde_json::to_value(ticket_envelope("gw1", "b1", "gw1-000005", 1)).unwrap();
+    bad_payload["event_id"] = json!(bad_payload_id);
+    bad_payload["payload"] = json!({"ticket": 5});
+    let mut no_id = serde_json::to_value(ticket_envelope("gw1", "b1", "gw1-000006", 1)).unwrap();
+    no_id.as_object_mut().unwrap().remove("event_id");
+    let mut no_payload =
+        serde_json::to_value(ticket_envelope("gw1", "b1", "gw1-000007", 1)).unwrap();
+    no_payload["event_id"] = json!(no_payload_id);
+    no_payload.as_object_mut().unwrap().remove("payload");
+    let body = json!({
+        "gateway": "gw1",
+        "events": [
+            first, unknown_kind, bad_id, bad_payload, no_id, json!(7), no_payload, last
+        ],
+    });
+
+    let (status, reply) = post(&client, &central, "/v1/events", &token, &body).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let parsed: GatewayReply =
+        serde_json::from_value(reply.clone()).expect("the gateway can decode the response");
+    assert_eq!(parsed.acked, vec![first.event_id, last.event_id], "{reply}");
+    let rejected: Vec<(Uuid, u16)> = parsed
+        .rejected
+        .iter()
+        .map(|rejection| (rejection.event_id, rejection.status))
+        .collect();
+    assert_eq!(
+        rejected,
+        vec![
+            (unknown_kind_id, 400),
+            (bad_payload_id, 400),
+            (no_payload_id, 400)
+        ],
+        "{reply}"
+    );
+    assert!(
+        parsed.rejected[0].error.contains("invoice"),
+        "{}",
+        parsed.rejected[0].error
+    );
+    assert!(
+        parsed.rejected[0].error.contains("index 1"),
+        "{}",
+        parsed.rejected[0].error
+    );
+    assert!(
+        parsed.rejected[1].error.contains("ticket payload"),
+        "{}",
+        parsed.rejected[1].error
+    );
+    assert!(
+        parsed.rejected[2].error.contains("payload"),
+        "{}",
+        parsed.rejected[2].error
+    );
+
+    // Events without a usable id are named by their position in the batch.
+    let unidentified = reply["unidentified"]
+        .as_array()
+        .expect("unidentified listed");
+    let indices: Vec<u64> = unidentified
+        .iter()
+        .map(|entry| entry["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indices, vec![2, 4, 5], "{reply}");
+    assert_eq!(unidentified[0]["event_id"], "not-a-uuid");
+    assert_eq!(unidentified[1]["event_id"], Value::Null);
+    assert!(unidentified.iter().all(|entry| entry["status"] == 400));
+    assert!(
+        unidentified[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("event_id"),
+        "{reply}"
+    );
+
+    assert_eq!(sqlite_count(&central, "SELECT count(*) FROM events"), 2);
+    assert_eq!(sqlite_count(&central, "SELECT count(*) FROM tickets"), 2);
+    let (_, metrics) = central.get_plain("/metrics").unwrap();
+    assert!(
+        metrics.contains("caretaker_central_events_rejected_total{kind=\"400\"} 6"),
+        "{metrics}"
+    );
+
+    // Sent again, the good events are acknowledged again and the bad ones rejected again.
+    let (status, again) = post(&client, &central, "/v1/events", &token, &body).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["acked"], reply["acked"]);
+    assert_eq!(again["rejected"], reply["rejected"]);
+    assert_eq!(sqlite_count(&central, "SELECT count(*) FROM events"), 2);
+}
+
+#[tokio::test]
+async fn batch_not_json_gets_400() {
+    let central = Central::start_sqlite(&[]);
+    let token = central.add_token("gw1", "b1");
+    let client = client();
+    let bodies = [
+        "{\"gateway\": \"gw1\", \"events\": [",
+        "events",
+        "{\"gateway\": \"gw1\", \"events\": {}}",
+        "{\"events\": []}",
+    ];
+    for body in bodies {
+        let response = client
+            .post(format!("{}/v1/events", central.url))
+            .bearer_auth(&token)
+            .header("Caretaker-Protocol", "1")
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "body {body}");
+        let reply: Value = response.json().await.unwrap();
+        let error = reply["error"].as_str().unwrap();
+        assert!(error.contains("invalid event batch"), "{error}");
+        assert!(error.contains("line 1"), "{error}");
+    }
+    assert_eq!(sqlite_count(&central, "SELECT count(*) FROM events"), 0);
 }
 
 #[tokio::test]

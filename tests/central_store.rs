@@ -569,3 +569,134 @@ async fn audit_and_relay_stored(store: Arc<dyn CentralStore>) {
     assert!(relay[1].payload.contains("A plumber comes tomorrow"));
     assert!(store.relay_after(relay[1].id, 10).await.unwrap().is_empty());
 }
+
+both_backends!(transitions_in_one_batch);
+async fn transitions_in_one_batch(store: Arc<dyn CentralStore>) {
+    let gw = identity("gw1", "b1");
+    let id = "gw1-000030";
+    // Three transitions of one ticket in one batch, the highest first.
+    let events = vec![
+        ticket_event("gw1", 3, snapshot(id, "b1", "scheduled", "normal"), 3),
+        ticket_event("gw1", 1, snapshot(id, "b1", "new", "normal"), 1),
+        ticket_event("gw1", 2, snapshot(id, "b1", "dispatched", "normal"), 2),
+    ];
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let outcome = store.accept_events(&gw, events, NOW).await.unwrap();
+    assert_eq!(outcome.acked, ids);
+    assert_eq!(outcome.stored_kinds.len(), 3);
+    let ticket = store.ticket(id).await.unwrap().expect("ticket stored");
+    assert_eq!(ticket.state, "scheduled");
+    assert_eq!(ticket.seq, 3);
+    let seqs: Vec<i64> = store
+        .ticket_history(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+
+    // A later batch moves the ticket on only with a higher seq. Of two snapshots with the
+    // same seq in one batch, the first one stays.
+    let mut first_four = snapshot(id, "b1", "in_progress", "urgent");
+    first_four.summary = "first snapshot with seq 4".into();
+    let mut second_four = snapshot(id, "b1", "in_progress", "low");
+    second_four.summary = "second snapshot with seq 4".into();
+    let events = vec![
+        ticket_event("gw1", 4, snapshot(id, "b1", "new", "normal"), 2),
+        ticket_event("gw1", 5, first_four, 4),
+        ticket_event("gw1", 6, second_four, 4),
+    ];
+    let outcome = store.accept_events(&gw, events, NOW).await.unwrap();
+    assert_eq!(outcome.acked.len(), 3);
+    let ticket = store.ticket(id).await.unwrap().unwrap();
+    assert_eq!(ticket.seq, 4);
+    assert_eq!(ticket.urgency, "urgent");
+    assert_eq!(ticket.summary, "first snapshot with seq 4");
+    let history = store.ticket_history(id).await.unwrap();
+    assert_eq!(history.len(), 4);
+    assert_eq!(
+        history[1].to, "dispatched",
+        "a repeated seq keeps its first row"
+    );
+    assert_eq!(store.event_count().await.unwrap(), 6);
+}
+
+both_backends!(repeats_in_one_batch_stored_once);
+async fn repeats_in_one_batch_stored_once(store: Arc<dyn CentralStore>) {
+    let gw = identity("gw1", "b1");
+    let id = "gw1-000040";
+    let update = |template: &str| TenantUpdate {
+        ticket: id.into(),
+        unit: "3B".into(),
+        language: "en".into(),
+        template: template.into(),
+        text: format!("update {template}"),
+        ts_ms: NOW,
+    };
+    let update_event = |seq: i64, template: &str| {
+        envelope(
+            "gw1",
+            seq,
+            EventKind::TenantUpdate,
+            Some(id),
+            serde_json::to_value(update(template)).unwrap(),
+        )
+    };
+    let audit = |seq: i64| {
+        let entry = AuditEntry {
+            ticket: id.into(),
+            ts_ms: NOW,
+            actor: "rule:vendor".into(),
+            action: "dispatch".into(),
+            detail: json!({"attempt": seq}),
+            hash: "same-hash".into(),
+        };
+        envelope(
+            "gw1",
+            seq,
+            EventKind::Audit,
+            Some(id),
+            serde_json::to_value(entry).unwrap(),
+        )
+    };
+    let mut dispatched = snapshot(id, "b1", "dispatched", "urgent");
+    dispatched.vendor = Some("pipes-ltd".into());
+    let received = update_event(1, "received");
+    let dispatch = ticket_event("gw1", 2, dispatched, 1);
+    let booked = update_event(3, "booked");
+    let events = vec![
+        received.clone(),
+        dispatch.clone(),
+        received.clone(),
+        booked.clone(),
+        audit(4),
+        audit(5),
+    ];
+    let outcome = store.accept_events(&gw, events.clone(), NOW).await.unwrap();
+    let expected: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    assert_eq!(outcome.acked, expected);
+    assert_eq!(outcome.duplicates, 1, "the repeated event id");
+    assert_eq!(outcome.stored_kinds.len(), 5);
+    assert_eq!(store.event_count().await.unwrap(), 5);
+    let audit_rows = store.ticket_audit(id).await.unwrap();
+    assert_eq!(audit_rows.len(), 1, "one audit row per ticket and hash");
+    assert_eq!(audit_rows[0].detail["attempt"], 4, "the first one stays");
+
+    // Relay entries follow the batch order, with increasing ids.
+    let subjects: Vec<&str> = outcome.relayed.iter().map(|r| r.subject.as_str()).collect();
+    assert_eq!(subjects, vec!["received", "pipes-ltd", "booked"]);
+    let ids: Vec<i64> = outcome.relayed.iter().map(|r| r.id).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+    let stored = store.relay_after(0, 10).await.unwrap();
+    assert_eq!(stored, outcome.relayed);
+
+    // The same batch again stores nothing and relays nothing.
+    let again = store.accept_events(&gw, events, NOW).await.unwrap();
+    assert_eq!(again.acked, expected);
+    assert_eq!(again.duplicates, 6);
+    assert!(again.stored_kinds.is_empty());
+    assert!(again.relayed.is_empty());
+    assert_eq!(store.event_count().await.unwrap(), 5);
+    assert_eq!(store.relay_after(0, 10).await.unwrap().len(), 3);
+}

@@ -5,6 +5,7 @@
 //! The protocol header is checked first (426 names the supported versions), then the token
 //! (401), then the body's size (413 with `max_body_bytes`) and shape (400).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +21,7 @@ use serde_json::json;
 use crate::central::auth::secret_hash;
 use crate::central::metrics::{CentralMetrics, KindLabel, RouteLabel};
 use crate::central::relay;
-use crate::central::store::{CentralStore, GatewayIdentity, StoreError};
+use crate::central::store::{CentralStore, GatewayIdentity, Rejection, StoreError};
 use crate::protocol::{Envelope, Heartbeat, PROTOCOL_VERSION};
 use crate::time::Clock;
 
@@ -200,13 +201,111 @@ fn count(state: &ApiState, route: &'static str, status: StatusCode) {
 #[derive(Debug, Deserialize)]
 pub struct EventBatch {
     pub gateway: String,
-    pub events: Vec<Envelope>,
+    /// The envelopes as sent. Each one is decoded on its own, so a malformed event is
+    /// rejected alone and the rest of the batch is stored.
+    pub events: Vec<serde_json::Value>,
 }
 
+/// A rejected event whose `event_id` is missing or not a UUID, so it can only be named by
+/// its position in the batch.
+#[derive(Debug, Serialize)]
+struct UnidentifiedRejection {
+    /// The event's position in the batch's `events`, from 0.
+    index: usize,
+    /// The `event_id` as sent, or null when it was missing.
+    event_id: serde_json::Value,
+    status: u16,
+    error: String,
+}
+
+/// The response to `POST /v1/events`. The gateway reads `acked` and `rejected`.
+/// `unidentified` appears only when the batch has events without a valid id, which the
+/// gateway never sends.
 #[derive(Debug, Serialize)]
 struct BatchReply {
     acked: Vec<uuid::Uuid>,
     rejected: Vec<crate::central::store::Rejection>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unidentified: Vec<UnidentifiedRejection>,
+}
+
+/// The events of a batch split into the envelopes that decoded and the rejections of those
+/// that did not, each with its position in the batch.
+struct DecodedEvents {
+    envelopes: Vec<(usize, Envelope)>,
+    rejected: Vec<(usize, Rejection)>,
+    unidentified: Vec<UnidentifiedRejection>,
+}
+
+/// Decodes each event of a batch on its own. An event that does not decode is rejected with
+/// 400: under its id when the id is a UUID, and by position otherwise.
+fn decode_events(events: Vec<serde_json::Value>) -> DecodedEvents {
+    let mut decoded = DecodedEvents {
+        envelopes: Vec::with_capacity(events.len()),
+        rejected: Vec::new(),
+        unidentified: Vec::new(),
+    };
+    for (index, value) in events.into_iter().enumerate() {
+        let raw_id = value.get("event_id").cloned();
+        let err = match serde_json::from_value::<Envelope>(value) {
+            Ok(envelope) => {
+                decoded.envelopes.push((index, envelope));
+                continue;
+            }
+            Err(err) => err,
+        };
+        let event_id = raw_id
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+            .and_then(|text| text.parse::<uuid::Uuid>().ok());
+        let problem = match (&raw_id, event_id) {
+            (Some(raw_id), None) => format!("event_id {raw_id} is not a UUID"),
+            _ => err.to_string(),
+        };
+        let error = format!(
+            "invalid event envelope at index {index}: {problem}; see docs/sync-protocol.md for \
+             its fields"
+        );
+        match event_id {
+            Some(event_id) => decoded.rejected.push((
+                index,
+                Rejection {
+                    event_id,
+                    status: 400,
+                    error,
+                },
+            )),
+            None => decoded.unidentified.push(UnidentifiedRejection {
+                index,
+                event_id: raw_id.unwrap_or(serde_json::Value::Null),
+                status: 400,
+                error,
+            }),
+        }
+    }
+    decoded
+}
+
+/// Merges the store's rejections with those of envelopes that did not decode, in batch
+/// order.
+fn merge_rejections(
+    envelope_indices: &HashMap<uuid::Uuid, usize>,
+    store_rejected: Vec<Rejection>,
+    decode_rejected: Vec<(usize, Rejection)>,
+) -> Vec<Rejection> {
+    let mut all: Vec<(usize, Rejection)> = store_rejected
+        .into_iter()
+        .map(|rejection| {
+            let index = envelope_indices
+                .get(&rejection.event_id)
+                .copied()
+                .unwrap_or(usize::MAX);
+            (index, rejection)
+        })
+        .chain(decode_rejected)
+        .collect();
+    all.sort_by_key(|(index, _)| *index);
+    all.into_iter().map(|(_, rejection)| rejection).collect()
 }
 
 async fn post_events(State(state): State<ApiState>, request: Request) -> Response {
@@ -218,6 +317,24 @@ async fn post_events(State(state): State<ApiState>, request: Request) -> Respons
     };
     count(&state, "events", response.status());
     response
+}
+
+/// Counts and logs one rejected event.
+fn count_rejection(
+    state: &ApiState,
+    gateway: &str,
+    event_id: &dyn std::fmt::Display,
+    status: u16,
+    error: &str,
+) {
+    state
+        .metrics
+        .events_rejected
+        .get_or_create(&KindLabel {
+            kind: status.to_string(),
+        })
+        .inc();
+    tracing::warn!(gateway, %event_id, status, error, "event rejected");
 }
 
 async fn accept_batch(
@@ -240,10 +357,17 @@ async fn accept_batch(
     }
 
     let received = batch.events.len();
+    let decoded = decode_events(batch.events);
+    let mut envelope_indices = HashMap::with_capacity(decoded.envelopes.len());
+    let mut envelopes = Vec::with_capacity(decoded.envelopes.len());
+    for (index, envelope) in decoded.envelopes {
+        envelope_indices.entry(envelope.event_id).or_insert(index);
+        envelopes.push(envelope);
+    }
     let started = Instant::now();
     let outcome = state
         .store
-        .accept_events(&identity, batch.events, state.clock.wall_ms())
+        .accept_events(&identity, envelopes, state.clock.wall_ms())
         .await
         .map_err(|err| ApiError::store(err, &state.metrics))?;
     state
@@ -263,21 +387,17 @@ async fn accept_batch(
             })
             .inc();
     }
-    for rejection in &outcome.rejected {
-        state
-            .metrics
-            .events_rejected
-            .get_or_create(&KindLabel {
-                kind: rejection.status.to_string(),
-            })
-            .inc();
-        tracing::warn!(
-            gateway = %identity.gateway,
-            event_id = %rejection.event_id,
-            status = rejection.status,
-            error = %rejection.error,
-            "event rejected"
-        );
+    let rejected = merge_rejections(&envelope_indices, outcome.rejected, decoded.rejected);
+    let by_id = rejected.iter().map(|rejection| {
+        let event_id: &dyn std::fmt::Display = &rejection.event_id;
+        (event_id, rejection.status, rejection.error.as_str())
+    });
+    let by_index = decoded.unidentified.iter().map(|rejection| {
+        let event_id: &dyn std::fmt::Display = &rejection.event_id;
+        (event_id, rejection.status, rejection.error.as_str())
+    });
+    for (event_id, status, error) in by_id.chain(by_index) {
+        count_rejection(state, &identity.gateway, event_id, status, error);
     }
 
     relay::relay(&outcome.relayed, &state.metrics);
@@ -286,12 +406,13 @@ async fn accept_batch(
         received,
         acked = outcome.acked.len(),
         duplicates = outcome.duplicates,
-        rejected = outcome.rejected.len(),
+        rejected = rejected.len() + decoded.unidentified.len(),
         "event batch stored"
     );
     Ok(BatchReply {
         acked: outcome.acked,
-        rejected: outcome.rejected,
+        rejected,
+        unidentified: decoded.unidentified,
     })
 }
 

@@ -9,9 +9,14 @@
 //!
 //! Every method takes the time it acts at (`now_ms`) from its caller, so that tests can run on
 //! a manual clock.
+//!
+//! The backends share their SQL text and row assembly (`sql`), every method but the batch
+//! intake and the office changes (`backend`), and the steps of the batch intake (`ingest`).
 
+mod backend;
 mod ingest;
 mod postgres;
+mod sql;
 mod sqlite;
 
 use serde::Serialize;
@@ -69,7 +74,8 @@ pub struct TokenInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
     pub event_id: uuid::Uuid,
-    /// An HTTP status code: 403 for another building's ticket, 400 for a malformed payload.
+    /// An HTTP status code: 403 for another building's ticket, 400 for a malformed envelope
+    /// or payload.
     pub status: u16,
     pub error: String,
 }
