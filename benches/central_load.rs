@@ -7,6 +7,8 @@
 //! (`{"figures": {NAME: VALUE}}`) to `target/bench/central_load.json`. Without the `--bench`
 //! argument that `cargo bench` passes, as under `cargo test --all-targets`, it runs nothing.
 
+#[path = "common/args.rs"]
+mod args;
 #[path = "../tests/support/central.rs"]
 mod central;
 #[path = "../tests/support/postgres.rs"]
@@ -18,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use caretaker::central::auth::{new_token, secret_hash};
 use caretaker::protocol::{Envelope, EventKind, TicketEvent, TicketSnapshot, Transition};
 use central::Central;
@@ -48,45 +50,25 @@ struct Options {
     output: Option<PathBuf>,
 }
 
-enum Invocation {
-    Run(Options),
-    NotBench,
-    List,
-    Help,
-}
-
-fn parse_args(args: Vec<String>) -> anyhow::Result<Invocation> {
-    let mut bench = false;
-    let mut options = Options {
+fn parse_args(args: Vec<String>) -> anyhow::Result<args::Invocation<Options>> {
+    let defaults = Options {
         batches: 20,
         backends: vec!["sqlite", "postgres"],
         output: None,
     };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--bench" => bench = true,
-            "--list" => return Ok(Invocation::List),
-            "--help" | "-h" => return Ok(Invocation::Help),
+    args::parse(args, USAGE, defaults, |options, arg, rest| {
+        match arg {
             "--quick" => options.batches = 4,
-            "--backend" => match args.next().as_deref() {
-                Some("sqlite") => options.backends = vec!["sqlite"],
-                Some("postgres") => options.backends = vec!["postgres"],
-                other => bail!("--backend needs sqlite or postgres, not {other:?}"),
-            },
-            "--output" => {
-                let Some(path) = args.next() else {
-                    bail!("--output needs a path, such as --output target/bench/central.json");
-                };
-                options.output = Some(PathBuf::from(path));
+            "--backend" => {
+                options.backends = rest.choice(
+                    "--backend",
+                    &[("sqlite", vec!["sqlite"]), ("postgres", vec!["postgres"])],
+                )?
             }
-            other => bail!("unknown option `{other}`; `--help` lists the options"),
+            "--output" => options.output = Some(rest.path("--output")?),
+            _ => return Ok(false),
         }
-    }
-    Ok(if bench {
-        Invocation::Run(options)
-    } else {
-        Invocation::NotBench
+        Ok(true)
     })
 }
 
@@ -327,21 +309,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let options = match parse_args(args) {
-        Ok(Invocation::Run(options)) => options,
-        Ok(Invocation::NotBench) => {
-            println!("central_load: not run; start it with `cargo bench --bench central_load`");
-            return ExitCode::SUCCESS;
-        }
-        Ok(Invocation::List) => return ExitCode::SUCCESS,
-        Ok(Invocation::Help) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(err) => {
-            eprintln!("central_load: {err:#}");
-            return ExitCode::from(2);
-        }
+    let options = match args::options_or_exit("central_load", USAGE, parse_args(args)) {
+        Ok(options) => options,
+        Err(code) => return code,
     };
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
