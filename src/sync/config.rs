@@ -287,6 +287,17 @@ fn check_url(file: &TomlFile, text: &str, diags: &mut Diagnostics) -> Option<req
 pub fn parse_base_url(text: &str) -> Result<reqwest::Url, String> {
     let mut url = reqwest::Url::parse(text.trim())
         .map_err(|err| format!("invalid URL {text:?}: {err}; expected https://HOST[:PORT]"))?;
+    // Credentials in the URL would be logged with it, and reqwest sends them as basic
+    // authentication in place of the bearer token, so they are rejected without echoing them.
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        return Err(format!(
+            "invalid URL {}: remove the user name and password; the gateway authenticates \
+             with [sync] token",
+            url.as_str()
+        ));
+    }
     let host = url.host_str().unwrap_or("");
     let loopback = host == "localhost"
         || host
@@ -341,6 +352,16 @@ mod tests {
         assert!(err.contains("scheme"), "{err}");
         let err = parse_base_url("https://office.example.net/?a=1").unwrap_err();
         assert!(err.contains("query"), "{err}");
+    }
+
+    #[test]
+    fn base_url_rejects_credentials_unechoed() {
+        let err = parse_base_url("https://user:s3cretpw@office.example.net").unwrap_err();
+        assert!(err.contains("remove the user name and password"), "{err}");
+        assert!(!err.contains("s3cretpw"), "{err}");
+        assert!(!err.contains("user@"), "{err}");
+        let err = parse_base_url("http://user@127.0.0.1:9000").unwrap_err();
+        assert!(err.contains("[sync] token"), "{err}");
     }
 
     fn load_text(text: &str) -> (Option<SyncConfig>, Diagnostics) {
