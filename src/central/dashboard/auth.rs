@@ -48,7 +48,7 @@ impl Role {
         matches!(self, Role::Office | Role::Admin)
     }
 
-    /// Returns whether the role may acknowledge, assign, reschedule and close tickets.
+    /// Returns whether the role may acknowledge, assign, reschedule, close and cancel tickets.
     pub fn may_act(self) -> bool {
         matches!(self, Role::Office | Role::Admin)
     }

@@ -9,6 +9,7 @@ use maud::Markup;
 use serde::Deserialize;
 
 use crate::central::store::{StoreError, TicketFilter, TicketRow};
+use crate::dispatch::state::{self, TicketState};
 use crate::protocol::{Change, OfficeChange, TicketAction};
 
 use super::auth::{self, Role, SignedIn};
@@ -397,6 +398,7 @@ fn notice_text(query: &NoticeQuery) -> Option<String> {
         "assign" => "Vendor assignment",
         "reschedule" => "New slot",
         "close" => "Closing",
+        "cancel" => "Cancellation",
         _ => return None,
     };
     let change = query
@@ -524,6 +526,7 @@ fn action_change(ticket: &str, action: &str, form: &ActionForm) -> Result<Change
     let (action, slot_start_ms, slot_end_ms) = match action {
         "acknowledge" => (TicketAction::Acknowledge, None, None),
         "close" => (TicketAction::Close, None, None),
+        "cancel" => (TicketAction::Cancel, None, None),
         "assign" => {
             vendor = form_text(form.vendor.as_deref(), "vendor", MAX_VENDOR_CHARS)?;
             if vendor.is_none() {
@@ -543,7 +546,8 @@ fn action_change(ticket: &str, action: &str, form: &ActionForm) -> Result<Change
         }
         other => {
             return Err(PageError::NotFound(format!(
-                "{other:?} is not a ticket action; use acknowledge, assign, reschedule or close."
+                "{other:?} is not a ticket action; use acknowledge, assign, reschedule, close or \
+                 cancel."
             )))
         }
     };
@@ -555,6 +559,27 @@ fn action_change(ticket: &str, action: &str, form: &ActionForm) -> Result<Change
         slot_end_ms,
         note,
     })
+}
+
+/// Checks a close or cancel against the ticket's state as the office last heard it, with the
+/// gateway's state machine, so that the office is told at once when the gateway would reject
+/// the change. Returns the message for the user when it would.
+fn check_final_action(ticket: &str, state: &str, action: &str) -> Result<(), String> {
+    let target = match action {
+        "close" => TicketState::Closed,
+        "cancel" => TicketState::Cancelled,
+        _ => return Ok(()),
+    };
+    let Some(current) = TicketState::parse(state) else {
+        return Ok(());
+    };
+    if state::check(current, target).is_ok() {
+        return Ok(());
+    }
+    Err(format!(
+        "Ticket {ticket} is {current}, and a ticket is closed only once its job is resolved; \
+         cancel it to call off the job, or wait for the vendor to report it done."
+    ))
 }
 
 async fn ticket_action(
@@ -582,6 +607,7 @@ async fn ticket_action(
     }
 
     let change = action_change(&ticket.id, &action, &form)?;
+    check_final_action(&ticket.id, &ticket.state, &action).map_err(PageError::Conflict)?;
     let actor = format!("office:{}", user.user);
     let now_ms = state.clock.wall_ms();
     let recorded = state
@@ -899,6 +925,29 @@ mod tests {
         assert!(
             matches!(bad_time, Err(PageError::BadRequest(message)) if message.contains("noon"))
         );
+    }
+
+    #[test]
+    fn cancel_action_builds_change() {
+        let change = action_change("B1-000001", "cancel", &form(None, None, None)).unwrap();
+        assert!(matches!(
+            change,
+            Change::Ticket {
+                action: TicketAction::Cancel,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn close_before_resolved_rejected() {
+        let message = check_final_action("B1-000001", "scheduled", "close").unwrap_err();
+        assert!(message.contains("scheduled"), "{message}");
+        assert!(message.contains("cancel"), "{message}");
+        assert!(check_final_action("B1-000001", "resolved", "close").is_ok());
+        assert!(check_final_action("B1-000001", "escalated", "close").is_ok());
+        assert!(check_final_action("B1-000001", "scheduled", "cancel").is_ok());
+        assert!(check_final_action("B1-000001", "scheduled", "assign").is_ok());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! - `/tickets`: tickets by building, the escalation queue first, with filters and SLA
 //!   countdowns, and an alert for every building whose gateway stopped sending heartbeats;
 //! - `/tickets/{id}`: a ticket's history, audit story, office changes and the action forms
-//!   (acknowledge, assign a vendor, reschedule, close) that add changes to the pull feed;
+//!   (acknowledge, assign a vendor, reschedule, close, cancel) that add changes to the pull feed;
 //! - `/buildings/{building}`: the gateways, and the sensors behind each anomaly as a plot
 //!   around the event;
 //! - `/export/tickets.csv` and `/export/readings.csv`;

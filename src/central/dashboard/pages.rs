@@ -550,6 +550,11 @@ fn action_forms(user: &SignedIn, ticket: &TicketRow, vendor: Option<&str>, now_m
                 label { "Note " input type="text" name="note"; }
                 button type="submit" { "Close ticket" }
             }
+            form method="post" action=(format!("{path}/cancel")) id="cancel" {
+                input type="hidden" name="csrf" value=(user.csrf);
+                label { "Note " input type="text" name="note"; }
+                button type="submit" { "Cancel job" }
+            }
         }
     }
 }
