@@ -133,6 +133,38 @@ pub fn record(args: &TenantArgs) -> anyhow::Result<TenantRecord> {
     })
 }
 
+/// Finds a contact of `record` that another unit of the building already has. A sender maps
+/// to one unit, so a shared address would send one tenant's updates to another. Returns the
+/// message for the operator.
+fn contact_clash(record: &TenantRecord, known: &[TenantRecord]) -> Option<String> {
+    for other in known.iter().filter(|other| other.unit != record.unit) {
+        for contact in &record.contacts {
+            let shared = other
+                .contacts
+                .iter()
+                .any(|c| c.channel == contact.channel && same_address(c, contact));
+            if shared {
+                return Some(format!(
+                    "contact {}:{} already belongs to unit {}; a sender maps to one unit, so \
+                     remove it there first with `caretaker central tenant set` for that unit",
+                    contact.channel, contact.address, other.unit
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Compares two addresses of one channel; e-mail addresses are compared without case, as
+/// mail systems treat them in practice.
+fn same_address(a: &Contact, b: &Contact) -> bool {
+    if a.channel == "email" {
+        a.address.eq_ignore_ascii_case(&b.address)
+    } else {
+        a.address == b.address
+    }
+}
+
 /// Checks a contact's address for its channel: an E.164 number for `sms`, an e-mail address
 /// for `email` and a topic for `mqtt`. Returns what is wrong and what to give.
 pub fn check_address(channel: &str, address: &str) -> Result<(), String> {
@@ -232,6 +264,10 @@ pub async fn command(
                     args.building
                 );
             }
+            let known = store.tenants(&args.building).await?;
+            if let Some(message) = contact_clash(&record, &known) {
+                bail!("{message}");
+            }
             let unit = record.unit.clone();
             let change = store
                 .add_change(
@@ -277,6 +313,37 @@ pub async fn command(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(unit: &str, contacts: &[(&str, &str)]) -> TenantRecord {
+        let mut record = record(&args(&[])).unwrap();
+        record.unit = unit.to_string();
+        record.contacts = contacts
+            .iter()
+            .map(|(channel, address)| Contact {
+                channel: channel.to_string(),
+                address: address.to_string(),
+            })
+            .collect();
+        record
+    }
+
+    #[test]
+    fn shared_contact_between_units_rejected() {
+        let known = vec![entry(
+            "1.tv",
+            &[("sms", "+4511111111"), ("email", "Ida@Example.org")],
+        )];
+        let phone = contact_clash(&entry("1.th", &[("sms", "+4511111111")]), &known);
+        let message = phone.expect("a phone number of 1.tv given to 1.th");
+        assert!(message.contains("+4511111111"), "{message}");
+        assert!(message.contains("1.tv"), "{message}");
+        let email = contact_clash(&entry("1.th", &[("email", "ida@example.org")]), &known);
+        assert!(email.is_some());
+        let same_unit = contact_clash(&entry("1.tv", &[("sms", "+4511111111")]), &known);
+        assert!(same_unit.is_none());
+        let other = contact_clash(&entry("1.th", &[("sms", "+4522222222")]), &known);
+        assert!(other.is_none());
+    }
 
     fn args(extra: &[&str]) -> TenantArgs {
         #[derive(clap::Parser)]
