@@ -381,3 +381,35 @@ cost_cap = 8000
     );
     assert_eq!(stderr.lines().count(), 15, "{stderr}");
 }
+
+#[test]
+fn job_cost_over_every_cap_warns() {
+    let setup = Setup::new("");
+    setup.write(
+        "vendors.toml",
+        r#"[[vendor]]
+name = "Cheap VVS"
+trades = ["plumbing", "gas"]
+hours = ["Mon-Fri 07:00-16:00"]
+on_call = ["Mon-Sun 00:00-24:00"]
+emergency = true
+daily_capacity = 4
+cost_cap = 3000
+"#,
+    );
+    let sla = setup.path("sla.toml");
+
+    let (ok, stderr) = check_config(&setup.config);
+    assert!(ok, "warnings do not fail the check:\n{stderr}");
+    let gas = stderr
+        .lines()
+        .find(|line| line.contains("job_cost.gas: warning"))
+        .unwrap_or_else(|| panic!("no warning for the gas job cost:\n{stderr}"));
+    assert!(gas.starts_with(&format!("{sla}:")), "{gas}");
+    assert!(gas.contains("job cost 4000"), "{gas}");
+    assert!(gas.contains("highest 3000"), "{gas}");
+    assert!(
+        !stderr.contains("job_cost.plumbing"),
+        "plumbing costs 2500, under the cap:\n{stderr}"
+    );
+}

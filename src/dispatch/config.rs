@@ -228,6 +228,9 @@ pub fn load(file: &TomlFile, base_dir: &Path, diags: &mut Diagnostics) -> Option
     if diags.len() != before {
         return None;
     }
+    if let (Some(vendors), Some((_, _, job_cost))) = (&vendors, &sla) {
+        warn_costs_over_caps(&base_dir.join(&raw.sla), vendors, job_cost, diags);
+    }
     let (sla, warn_percent, job_cost) = sla?;
     let (contacts, stop_automation) = escalation?;
     let (time_zone, assets) = building?;
@@ -251,6 +254,44 @@ pub fn load(file: &TomlFile, base_dir: &Path, diags: &mut Diagnostics) -> Option
         ticket_retention_days: raw.ticket_retention_days,
         update_retention_days: raw.update_retention_days,
     })
+}
+
+/// Warns about each trade whose job cost is above the cost cap of every vendor that takes
+/// it: dispatch finds no vendor for such a job and escalates it to a human, emergencies too.
+fn warn_costs_over_caps(
+    sla_file: &Path,
+    vendors: &[Vendor],
+    job_cost: &HashMap<String, u32>,
+    diags: &mut Diagnostics,
+) {
+    // The file loaded a moment ago, so a second read fails only in a race; the warning is
+    // then skipped with the rest of this check.
+    let Some(file) = TomlFile::load(sla_file, &mut Diagnostics::default()) else {
+        return;
+    };
+    let mut trades: Vec<(&String, &u32)> = job_cost.iter().collect();
+    trades.sort();
+    for (trade, cost) in trades {
+        let caps: Vec<u32> = vendors
+            .iter()
+            .filter(|vendor| vendor.trades.iter().any(|t| t == trade))
+            .map(|vendor| vendor.cost_cap)
+            .collect();
+        let Some(highest) = caps.iter().copied().max() else {
+            continue;
+        };
+        if highest < *cost {
+            file.warn_at(
+                diags,
+                &["job_cost", trade.as_str()],
+                format!(
+                    "job cost {cost} for {trade:?} is above the cost cap of every vendor that \
+                     takes it (highest {highest}), so its tickets escalate to a human with no \
+                     vendor sent; raise a vendor's cost_cap or lower the job cost"
+                ),
+            );
+        }
+    }
 }
 
 /// Appends `index` to the key path `at`, for a value inside an array.
