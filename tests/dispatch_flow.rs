@@ -744,3 +744,159 @@ fn office_change_bad_values_rejected() {
         vec!["received", "booked", "booked"]
     );
 }
+
+#[test]
+fn operator_anomaly_keeps_booked_ticket() {
+    let mut flow = Flow::new();
+    flow.tenant(1, "1.tv", "en", &[("sms", "+4510000001")]);
+    let now = local_ms("2026-01-12 07:30");
+    let text = "We have no hot water since this morning";
+    flow.triaged(
+        "m1",
+        "+4510000001",
+        "1.tv",
+        text,
+        &repair(text, "plumbing"),
+        now,
+    );
+    flow.step(now);
+    assert_eq!(flow.single("SELECT state FROM tickets"), "scheduled");
+
+    // A detector request for the operator merges into the booking without handing it over.
+    let request = flow.anomaly(
+        "substation-1",
+        "supply_temperature_low",
+        "heating",
+        now + 60_000,
+    );
+    flow.conn
+        .execute(
+            "UPDATE requests SET audience = 'operator' WHERE request_id = ?1",
+            [&request],
+        )
+        .unwrap();
+    flow.step(now + 120_000);
+    assert_eq!(flow.number("SELECT count(*) FROM tickets"), 1);
+    assert_eq!(
+        flow.number("SELECT count(*) FROM audit WHERE action = 'merge'"),
+        1
+    );
+    assert_eq!(flow.single("SELECT state FROM tickets"), "scheduled");
+    assert_eq!(flow.number("SELECT automation_stopped FROM tickets"), 0);
+    assert_eq!(flow.number("SELECT count(*) FROM escalations"), 0);
+    assert_eq!(
+        flow.number("SELECT count(*) FROM tenant_updates WHERE template = 'page'"),
+        0
+    );
+    assert_eq!(
+        flow.number("SELECT count(*) FROM audit WHERE action = 'handover.skipped'"),
+        1
+    );
+}
+
+#[test]
+fn office_slot_next_decade_rejected() {
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
+    let now = local_ms("2026-06-03 10:00");
+    flow.message("m1", SENDER, "2.th", TAP, now);
+    flow.step(now);
+    let before = flow.number("SELECT slot_start_ms FROM tickets");
+    let start = local_ms("2099-06-03 10:00");
+    let change = office_booking(
+        10,
+        TicketAction::Reschedule,
+        None,
+        Some((start, start + 7_200_000)),
+    );
+    flow.apply(&change, now + 60_000);
+    assert_eq!(flow.number("SELECT slot_start_ms FROM tickets"), before);
+    let detail = flow.single(
+        "SELECT detail FROM audit WHERE action = 'office_change.rejected'
+         AND json_extract(detail, '$.change') = 10",
+    );
+    let detail: Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(detail["field"], "slot_start_ms", "{detail}");
+    assert_eq!(detail["value"], json!(start), "{detail}");
+
+    // A slot eleven months ahead is still accepted.
+    let start = now + 330 * 86_400_000;
+    let change = office_booking(
+        11,
+        TicketAction::Reschedule,
+        None,
+        Some((start, start + 7_200_000)),
+    );
+    flow.apply(&change, now + 120_000);
+    assert_eq!(flow.number("SELECT slot_start_ms FROM tickets"), start);
+}
+
+#[test]
+fn unlisted_senders_raise_many_units() {
+    let mut flow = Flow::new();
+    let now = local_ms("2026-01-12 07:30");
+    // No directory entries: the units come from the topics the messages arrived on.
+    let reports = [
+        (
+            "1.tv",
+            "+4510000001",
+            "We have no hot water since this morning",
+        ),
+        ("1.th", "+4510000002", "No hot water in our flat either"),
+        ("2.tv", "+4510000003", "There is no hot water in the flat"),
+    ];
+    for (index, (unit, sender, text)) in reports.iter().enumerate() {
+        let id = format!("m{}", index + 1);
+        let at = now + 60_000 * index as i64;
+        flow.triaged(&id, sender, unit, text, &repair(text, "plumbing"), at);
+        flow.step(at);
+    }
+    assert_eq!(flow.number("SELECT count(*) FROM tickets"), 1);
+    let units = flow.strings("SELECT unit FROM ticket_sources ORDER BY source_id");
+    assert_eq!(units, vec!["1.tv", "1.th", "2.tv"]);
+    assert_eq!(flow.single("SELECT urgency FROM tickets"), "urgent");
+    let raised = flow.number(
+        "SELECT count(*) FROM audit WHERE action = 'merge'
+         AND json_extract(detail, '$.urgency.raised_by') = 'many_units'",
+    );
+    assert_eq!(raised, 1);
+}
+
+#[test]
+fn spaced_unit_matches_building_map() {
+    let mut flow = Flow::new();
+    let now = local_ms("2026-01-12 07:30");
+    let text = "We have no hot water since this morning";
+    flow.triaged(
+        "m1",
+        "+4510000002",
+        " 1. TH",
+        text,
+        &repair(text, "plumbing"),
+        now,
+    );
+    flow.step(now);
+    assert_eq!(flow.single("SELECT unit FROM tickets"), "1.th");
+    // Substation 1 serves 1.th, so its anomaly joins the tenant's ticket.
+    flow.anomaly(
+        "substation-1",
+        "supply_temperature_low",
+        "heating",
+        now + 60_000,
+    );
+    flow.step(now + 120_000);
+    assert_eq!(flow.number("SELECT count(*) FROM tickets"), 1);
+    assert_eq!(flow.single("SELECT asset FROM tickets"), "substation-1");
+}
+
+#[test]
+fn spaced_directory_unit_gets_updates() {
+    let mut flow = Flow::new();
+    flow.tenant(1, "St. TV", "en", &[("sms", SENDER)]);
+    assert_eq!(flow.single("SELECT unit FROM tenants"), "st.tv");
+    let now = local_ms("2026-06-03 10:00");
+    flow.message("m1", SENDER, "st. tv", TAP, now);
+    flow.step(now);
+    assert_eq!(flow.single("SELECT unit FROM tickets"), "st.tv");
+    assert_eq!(unit_templates(&flow, "st.tv"), vec!["received", "booked"]);
+}

@@ -57,11 +57,31 @@ pub struct AssetMap {
     pub trades: HashMap<String, Vec<String>>,
 }
 
+/// Returns a unit name in the form dispatch compares: trimmed, lower-case and without
+/// spaces after a dot, so that "1. TH" and " st. tv" read as "1.th" and "st.tv".
+pub fn normalize_unit(unit: &str) -> String {
+    let mut out = String::with_capacity(unit.len());
+    let mut after_dot = false;
+    for c in unit.trim().chars() {
+        if after_dot && c.is_whitespace() {
+            continue;
+        }
+        after_dot = c == '.';
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// Returns whether two unit names name the same unit once normalised.
+pub fn same_unit(first: &str, second: &str) -> bool {
+    first == second || normalize_unit(first) == normalize_unit(second)
+}
+
 impl AssetMap {
     pub fn serves(&self, asset: &str, unit: &str) -> bool {
         self.units
             .get(asset)
-            .is_some_and(|units| units.iter().any(|u| u == unit))
+            .is_some_and(|units| units.iter().any(|u| same_unit(u, unit)))
     }
 
     /// Returns whether a fault of `category` can come from `asset`. An asset without listed trades
@@ -259,7 +279,11 @@ fn message_rule(
     in_window: bool,
 ) -> Option<(&'static str, Option<String>)> {
     let unit = input.unit?;
-    let same_unit = ticket.unit.as_deref() == Some(unit) || ticket.units.iter().any(|u| u == unit);
+    let same_unit = ticket
+        .unit
+        .iter()
+        .chain(ticket.units.iter())
+        .any(|u| same_unit(u, unit));
     if same_unit && ticket.category == input.category {
         return Some(("same_unit_fault", None));
     }
@@ -487,6 +511,17 @@ mod tests {
         assert_eq!(merge.rule, "shared_asset");
         assert_eq!(merge.asset.as_deref(), Some("substation"));
         assert!(find(&message("1.th", "electrical", 2_000), &open, &map(), 60_000).is_none());
+    }
+
+    #[test]
+    fn unit_names_normalise_spaces_case() {
+        assert_eq!(normalize_unit(" 1. TH "), "1.th");
+        assert_eq!(normalize_unit("st.  tv"), "st.tv");
+        assert_eq!(normalize_unit("2.th"), "2.th");
+        assert!(same_unit("St. Tv", "st.tv"));
+        assert!(!same_unit("1.th", "1.tv"));
+        let map = map();
+        assert!(map.serves("substation", "1. th"));
     }
 
     #[test]

@@ -216,10 +216,16 @@ impl Dispatcher {
             .optional()?;
         let intent = message.intent.clone().unwrap_or_else(|| "unknown".into());
         let works = matches!(intent.as_str(), "maintenance_request" | "emergency");
-        let unit = known_unit
+        // The unit intake recorded: the topic's unit, else the directory's, else the one the
+        // tenant wrote. It fills the ticket and its sources, so that `many_units` counts
+        // senders outside the directory too.
+        let unit = message
+            .unit
             .clone()
-            .or_else(|| message.unit.clone())
-            .or_else(|| message.stated_unit.clone());
+            .or_else(|| known_unit.clone())
+            .or_else(|| message.stated_unit.clone())
+            .map(|unit| merge::normalize_unit(&unit))
+            .filter(|unit| !unit.is_empty());
         let decision = message_decision(message, &intent, self.config.operator_language.as_str());
         let classification = json!({
             "message": message.id,
@@ -251,7 +257,7 @@ impl Dispatcher {
                 "message",
                 &message.id,
                 followup.as_deref(),
-                known_unit.as_deref(),
+                unit.as_deref(),
                 None,
                 now_ms,
                 outcome,
@@ -295,7 +301,7 @@ impl Dispatcher {
                 "message",
                 &message.id,
                 Some(&found.ticket),
-                known_unit.as_deref(),
+                unit.as_deref(),
                 None,
                 now_ms,
                 "merged",
@@ -328,7 +334,7 @@ impl Dispatcher {
             "message",
             &message.id,
             Some(&ticket.id),
-            known_unit.as_deref(),
+            unit.as_deref(),
             None,
             now_ms,
             "opened",
@@ -891,6 +897,22 @@ impl Dispatcher {
         now_ms: i64,
         stop: bool,
     ) -> rusqlite::Result<()> {
+        self.escalate_paging(tx, ticket, rule, reason, now_ms, stop, true)
+    }
+
+    /// Escalates like [`Dispatcher::escalate`], but pages the contact on call only when `page`
+    /// is true.
+    #[allow(clippy::too_many_arguments)]
+    fn escalate_paging(
+        &self,
+        tx: &Transaction<'_>,
+        ticket: &mut Ticket,
+        rule: &str,
+        reason: &str,
+        now_ms: i64,
+        stop: bool,
+        page: bool,
+    ) -> rusqlite::Result<()> {
         ticket.escalation_reason = Some(reason.to_string());
         ticket.needs_human = true;
         if stop {
@@ -908,7 +930,7 @@ impl Dispatcher {
         if !moved {
             tickets::update(tx, ticket)?;
         }
-        self.queue_escalation(tx, ticket, rule, reason, now_ms, true)
+        self.queue_escalation(tx, ticket, rule, reason, now_ms, page)
     }
 
     fn queue_escalation(
@@ -1026,20 +1048,53 @@ impl Dispatcher {
         if let Some(unit) = unit {
             tickets::queue_unit_update(&self.ctx(), tx, &ticket, "received", unit, now_ms)?;
         }
-        if let Some(rule) = decision.handover {
-            if self.stops_automation(Some(rule))
-                && ticket.state != TicketState::Escalated
-                && ticket.state.is_open()
-                && !ticket.state.is_settled()
-            {
+        if let Some(rule) = decision
+            .handover
+            .filter(|rule| self.stops_automation(Some(rule)))
+        {
+            // Only a ticket that automation has not yet moved on is handed over. One that is
+            // escalated, booked by the office or sent to a vendor keeps its state, and the
+            // audit records that the rule was not applied again.
+            let untouched = matches!(ticket.state, TicketState::New | TicketState::Triaged);
+            if untouched {
                 let reason = decision
                     .handover_reason
                     .clone()
                     .unwrap_or_else(|| rule.to_string());
-                self.escalate(tx, &mut ticket, rule, &reason, now_ms, true)?;
+                let page = !self.was_paged(tx, &ticket.id)?;
+                self.escalate_paging(tx, &mut ticket, rule, &reason, now_ms, true, page)?;
+            } else {
+                tracing::info!(
+                    ticket = %ticket.id,
+                    rule,
+                    state = %ticket.state,
+                    "handover not applied to a merged ticket that has moved on"
+                );
+                tickets::audit(
+                    tx,
+                    &ticket.id,
+                    &format!("rule:{rule}"),
+                    "handover.skipped",
+                    json!({
+                        "rule": rule,
+                        "source": {"kind": kind_text, "id": source},
+                        "state": ticket.state.as_str(),
+                        "reason": "the ticket has moved past triage: escalated, sent to a vendor or booked",
+                    }),
+                    now_ms,
+                )?;
             }
         }
         Ok(())
+    }
+
+    /// Returns whether a contact has already been paged about the ticket.
+    fn was_paged(&self, tx: &Transaction<'_>, ticket: &str) -> rusqlite::Result<bool> {
+        tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM escalations WHERE ticket = ?1 AND paged)",
+            [ticket],
+            |row| row.get(0),
+        )
     }
 
     /// Returns whether the ticket has request and message sources, and how many units reported

@@ -8,6 +8,9 @@ use super::state::TicketState;
 use super::{hours, templates, tickets, Dispatcher};
 use crate::protocol::{Change, OfficeChange, TenantRecord, TicketAction};
 
+/// How far ahead an office slot may start: 365 days.
+const MAX_SLOT_AHEAD_MS: i64 = 365 * 86_400_000;
+
 impl Dispatcher {
     /// Applies one decision of the office or report of a vendor. Each change id is applied
     /// once. Some changes are rejected: one for an unknown ticket, one naming an unknown vendor
@@ -30,6 +33,7 @@ impl Dispatcher {
         match &change.change {
             Change::TenantUpsert(record) => self.upsert_tenant(tx, change, record, now_ms),
             Change::TenantRemove { unit } => {
+                let unit = &super::merge::normalize_unit(unit);
                 tx.execute("DELETE FROM tenant_contacts WHERE unit = ?1", [unit])?;
                 tx.execute("DELETE FROM tenants WHERE unit = ?1", [unit])?;
                 let record = crate::store::AuditRecord {
@@ -70,6 +74,8 @@ impl Dispatcher {
         record: &TenantRecord,
         now_ms: i64,
     ) -> rusqlite::Result<()> {
+        // Units are stored normalised, as dispatch compares them.
+        let unit = super::merge::normalize_unit(&record.unit);
         let mut problems = Vec::new();
         let language = if templates::LANGUAGES.contains(&record.language.as_str()) {
             record.language.clone()
@@ -104,7 +110,7 @@ impl Dispatcher {
                  permission_to_enter = excluded.permission_to_enter,
                  availability = excluded.availability, updated_ms = excluded.updated_ms",
             params![
-                record.unit,
+                unit,
                 language,
                 record.quiet_from,
                 record.quiet_until,
@@ -115,15 +121,12 @@ impl Dispatcher {
                 now_ms
             ],
         )?;
-        tx.execute(
-            "DELETE FROM tenant_contacts WHERE unit = ?1",
-            [&record.unit],
-        )?;
+        tx.execute("DELETE FROM tenant_contacts WHERE unit = ?1", [&unit])?;
         for contact in &record.contacts {
             tx.execute(
                 "INSERT INTO tenant_contacts (channel, address, unit) VALUES (?1, ?2, ?3)
                  ON CONFLICT(channel, address) DO UPDATE SET unit = excluded.unit",
-                params![contact.channel, contact.address.trim(), record.unit],
+                params![contact.channel, contact.address.trim(), unit],
             )?;
         }
         // The contacts are personal data, so the audit row records only their number.
@@ -131,7 +134,7 @@ impl Dispatcher {
             ts_ms: now_ms,
             actor: change.actor.clone(),
             action: "directory.upsert".into(),
-            subject: format!("unit:{}", record.unit),
+            subject: format!("unit:{unit}"),
             detail: json!({
                 "change": change.id,
                 "contacts": record.contacts.len(),
@@ -419,6 +422,18 @@ impl Dispatcher {
                         "the slot {} to {} is in the past (now {})",
                         local(start),
                         local(end),
+                        local(now_ms)
+                    ),
+                });
+            }
+            if start > now_ms + MAX_SLOT_AHEAD_MS {
+                return Err(Rejection {
+                    field: "slot_start_ms",
+                    value: json!(start),
+                    reason: format!(
+                        "the slot starts at {}, more than 365 days after now ({}); \
+                         send a slot within the next year",
+                        local(start),
                         local(now_ms)
                     ),
                 });
