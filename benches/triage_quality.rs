@@ -2,7 +2,9 @@
 //! cross-validation on the corpus train split, and on the example set of the shared datasets,
 //! each separately. Then it measures speed per message, model size and classifier memory.
 //!
-//! Usage: `cargo bench --bench triage_quality [-- --folds K] [-- --no-cv]`. The example set
+//! Usage: `cargo bench --bench triage_quality [-- --folds K] [-- --no-cv]`. The options
+//! `--alpha A`, `--max-columns N` and `--prior-correction S` change the training settings of
+//! the cross-validation only, for choosing them; the built-in model keeps its own. The example set
 //! is read from `$CARETAKER_DATASETS/triage/examples.jsonl` (default `../shared/datasets`,
 //! relative to the repository root), and each prediction file is cross-checked with
 //! `python3 $CARETAKER_DATASETS/../tools/triage_score.py GOLD PRED` when that script exists.
@@ -75,6 +77,15 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         None => TrainOptions::default().folds,
     };
     let run_cv = !args.iter().any(|a| a == "--no-cv");
+    let defaults = TrainOptions::default();
+    let cv_options = TrainOptions {
+        folds,
+        alpha: number_arg(args, "--alpha")?.unwrap_or(defaults.alpha),
+        max_columns: number_arg(args, "--max-columns")?.unwrap_or(defaults.max_columns),
+        intent_prior_correction: number_arg(args, "--prior-correction")?
+            .unwrap_or(defaults.intent_prior_correction),
+        ..defaults
+    };
     let out_dir = repo.join("target/bench");
     fs::create_dir_all(&out_dir)
         .with_context(|| format!("failed to create {}", out_dir.display()))?;
@@ -115,12 +126,8 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     let (_, test_predictions) = train::evaluate(&classifier, &test_split);
     sets.push(("test", test_split.clone(), test_predictions));
     if run_cv {
-        let options = TrainOptions {
-            folds,
-            ..TrainOptions::default()
-        };
         let started = Instant::now();
-        let predictions = train::cross_validate(&train_split, &options)?;
+        let predictions = train::cross_validate(&train_split, &cv_options)?;
         eprintln!(
             "cross-validation: {folds} folds in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -198,6 +205,18 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         .with_context(|| format!("failed to write {}", json_path.display()))?;
     println!("wrote {}", json_path.display());
     Ok(())
+}
+
+/// Parses the value after `name` in `args`, or returns `None` when `name` is absent.
+fn number_arg<T: std::str::FromStr>(args: &[String], name: &str) -> anyhow::Result<Option<T>> {
+    let Some(i) = args.iter().position(|a| a == name) else {
+        return Ok(None);
+    };
+    let value = args.get(i + 1).map(String::as_str).unwrap_or("");
+    match value.parse() {
+        Ok(v) => Ok(Some(v)),
+        Err(_) => anyhow::bail!("{name} needs a number, got '{value}'"),
+    }
 }
 
 fn add_figures(figures: &mut BTreeMap<String, f64>, set: &str, s: &Scores) {

@@ -212,6 +212,91 @@ fn low_confidence_needs_human() {
 }
 
 #[test]
+fn message_without_request_goes_to_human() {
+    let cases = [
+        "hello",
+        "Hi",
+        "thank you",
+        "Thanks a lot!",
+        "tak for hjælpen",
+        "Tak for hjaelpen",
+        "Mange tak 🙂",
+        "ok",
+        "Okay, noted",
+        "Hej Mette, tusind tak. Mvh Jens",
+    ];
+    for text in cases {
+        let t = classify(text);
+        assert!(
+            t.confidence < caretaker::triage::LOW_CONFIDENCE,
+            "confidence {} of: {text}",
+            t.confidence
+        );
+        assert!(t.needs_human, "needs_human of: {text}");
+        assert_ne!(t.intent, "maintenance_request", "intent of: {text}");
+        assert_ne!(t.intent, "emergency", "intent of: {text}");
+        assert_eq!(t.category, None, "category of: {text}");
+        assert_eq!(t.urgency, "none", "urgency of: {text}");
+        let low = t.explanation["low_confidence"].as_str().unwrap_or_default();
+        assert!(low.contains("no request"), "explanation of: {text}: {low}");
+        let because = t.explanation["needs_human_because"].to_string();
+        assert!(
+            because.contains("no request"),
+            "reasons of: {text}: {because}"
+        );
+    }
+}
+
+#[test]
+fn courteous_repair_request_keeps_its_intent() {
+    let cases = [
+        (
+            "Thank you! The kitchen tap is dripping again though",
+            "plumbing",
+        ),
+        ("Tak for hjælpen. Nu virker opvaskemaskinen ikke", "appliance"),
+        ("ok, the radiator in the bedroom is cold", "heating"),
+    ];
+    for (text, category) in cases {
+        let t = classify(text);
+        assert_eq!(t.intent, "maintenance_request", "intent of: {text}");
+        assert_eq!(t.category.as_deref(), Some(category), "category of: {text}");
+        assert!(
+            !t.explanation["rules"].to_string().contains("no request"),
+            "no-request rule fired on: {text}"
+        );
+    }
+}
+
+#[test]
+fn repair_confidence_counts_category_head() {
+    let cases = [
+        "The kitchen tap drips",
+        "Radiatoren i stuen er kold",
+        "hmm something",
+        "can you fix it",
+        "it is broken again",
+    ];
+    for text in cases {
+        let t = classify(text);
+        if t.intent != "maintenance_request" {
+            continue;
+        }
+        // The confidence is the geometric mean of the intent's and the category's probability,
+        // so it cannot exceed the square root of the category's.
+        let p_category = t.explanation["model"]["category"]["probability"]
+            .as_f64()
+            .expect("a repair request reports its category probability")
+            as f32;
+        assert!(
+            t.confidence <= p_category.sqrt() + 1e-4,
+            "confidence {} with category probability {p_category} of: {text}",
+            t.confidence
+        );
+    }
+}
+
+#[test]
 fn emergencies_in_wordings_without_danger_nouns() {
     let cases = [
         (

@@ -101,6 +101,17 @@ pub fn classify(model: &Model, text: &str) -> Triage {
         category = Some(first.category.to_string());
         let model_p = prob(&intent_head, "emergency");
         confidence = model_p.max(0.9);
+    } else if rules::has_no_request(text) {
+        // Greetings, thanks and "ok" carry no request, and the model's guess on them is often a
+        // repair request that dispatch would book a vendor for.
+        explanation.rule(
+            "no request in the message",
+            "only greetings, thanks, acknowledgements or names".into(),
+        );
+        explanation.no_request = true;
+        intent = "general_question".to_string();
+        urgency = "none".to_string();
+        confidence = 0.0;
     } else {
         let p_emergency = prob(&intent_head, "emergency");
         let model_emergency = p_emergency >= MODEL_EMERGENCY_MIN && !denied && dismissed.is_empty();
@@ -131,7 +142,7 @@ pub fn classify(model: &Model, text: &str) -> Triage {
     }
     if matches!(intent.as_str(), "maintenance_request" | "emergency") && category.is_none() {
         let (c, p) = best(&category_head, |_| true).unwrap_or(("other".into(), 0.0));
-        confidence = confidence.min(p.max(0.5));
+        confidence = repair_confidence(confidence, p);
         category = Some(c);
     }
     debug_assert!(!NO_WORK_INTENTS.contains(&intent.as_str()) || urgency == "none");
@@ -172,8 +183,15 @@ pub fn classify(model: &Model, text: &str) -> Triage {
     let low_confidence = confidence < LOW_CONFIDENCE;
     if low_confidence {
         needs_human = true;
+        let reason = if explanation.no_request {
+            "the message contains no request, only greetings, thanks or acknowledgements"
+        } else {
+            "the model is unsure of the labels"
+        };
+        reasons.push(format!("low confidence: {reason}"));
         explanation.low_confidence = Some(format!(
-            "confidence {confidence:.2} is below {LOW_CONFIDENCE}, so the message goes to a human"
+            "confidence {confidence:.2} is below {LOW_CONFIDENCE} because {reason}, so the message \
+             goes to a human"
         ));
     }
 
@@ -274,12 +292,22 @@ struct Explanation {
     rules: Vec<Value>,
     dismissed: Vec<Value>,
     low_confidence: Option<String>,
+    /// The message has only greetings, thanks or acknowledgements.
+    no_request: bool,
 }
 
 impl Explanation {
     fn rule(&mut self, rule: &str, matched: String) {
         self.rules.push(json!({"rule": rule, "matched": matched}));
     }
+}
+
+/// Returns the confidence of a repair request or emergency that the model chose: the geometric
+/// mean of the intent's and the category's probability. A repair whose trade the model cannot
+/// tell apart is as unsure as one whose intent it cannot, and dispatch books a vendor by the
+/// category.
+fn repair_confidence(p_intent: f32, p_category: f32) -> f32 {
+    (p_intent.max(0.0) * p_category.max(0.0)).sqrt()
 }
 
 fn prob(head: &Option<HeadOutput>, class: &str) -> f32 {

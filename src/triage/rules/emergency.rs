@@ -171,7 +171,8 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                 r"spraengt\w* \w*roer\w*|",
                 r"(?:stigestreng\w*|slange\w*|",
                 r"hose|pipe|roer\w*|vandroer\w*) (?:\w+ ){0,6}(?:sprunget|spraengt|burst|blown|",
-                r"split)|(?:water|vand\w*) (?:\w+ ){0,4}(?:i hele|all over|over hele|",
+                r"split)|(?:water|vand(?:et)?) (?:(?:er|is|is now|staar) )?",
+                r"(?:i hele|all over|over hele|",
                 r"alle vegne))\b"
             ),
             "plumbing",
@@ -195,11 +196,13 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                 r"breder sig)|(?:mere og mere|vaerre|getting worse|",
                 r"worse and worse) (?:\w+ ){0,4}(?:vand\w*|water)|",
                 r"staar (?:\w+ ){0,2}0 cm|0 cm (?:\w+ ){0,3}(?:vand|water)|",
-                r"loeber ned i stroemme|i stroemme|vand\w* stiger)\b"
+                r"loeber ned i stroemme|i stroemme|vand\w* stiger|(?:keeps|keep|still|",
+                r"is still) rising|stiger og stiger|stiger stadig|stiger hele tiden|",
+                r"bliver ved med at stige)\b"
             ),
             "plumbing",
             Some(concat!(
-                r"\b(?:loeber over|flyder over|",
+                r"\b(?:loeber over|flyder over|keeps rising|stiger og stiger|stiger stadig|",
                 r"vand\w* (?:\w+ ){0,3}stiger) (?:\w+ ){0,6}(?:naar|when)\b"
             )),
             Some(concat!(
@@ -211,7 +214,8 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
             "spreading water",
             concat!(
                 r"\b(?:everywhere|overalt|spreading|breder sig|spreder sig|",
-                r"all over the floor|i hele (?:\w+ )?(?:lejligheden|gangen|entreen|",
+                r"all over the floor|across the (?:whole |entire )?(?:\w+ )?floor|",
+                r"over hele (?:\w+ )?gulvet|i hele (?:\w+ )?(?:lejligheden|gangen|entreen|",
                 r"koekkenet|stuen|kaelderen))\b"
             ),
             "plumbing",
@@ -571,6 +575,12 @@ pub fn emergencies(text: &str, language: &str) -> (Vec<Emergency>, Vec<Dismissed
     if found.is_empty() && !resolved {
         found.extend(water_that_cannot_be_stopped(text));
     }
+    if found.is_empty() && !resolved {
+        found.extend(open_lift_shaft(text));
+    }
+    if found.is_empty() && !resolved {
+        found.extend(child_locked_in_alone(text));
+    }
     (found, dismissed)
 }
 
@@ -738,6 +748,124 @@ fn break_in_across_sentences(text: &str) -> Option<Emergency> {
     })
 }
 
+/// A lift shaft that people can see or fall into.
+static SHAFT_EXPOSED: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:(?:see|look|looking|fall|falls|fell|step|stepped|walk|walked|falde|faldt|",
+        r"traede|traadte|se|kigge|kigger|kan se) (?:\w+ ){0,3}(?:into|down|in|ned|ind) ",
+        r"(?:\w+ ){0,2}(?:(?:lift |elevator )?shaft|skakt\w*|elevatorskakt\w*)|",
+        r"(?:open|exposed|unprotected|aaben|aabne|blottet|ubeskyttet) ",
+        r"(?:lift |elevator )?(?:shaft|skakt\w*|elevatorskakt\w*)|(?:shaft|skakt\w*) ",
+        r"(?:\w+ ){0,3}(?:is open|wide open|staar aaben|er aaben|ligger aaben))\b"
+    ))
+});
+/// A lift's landing door that opens while the car is elsewhere. The negation ("the lift is not
+/// there") is the danger, so the lexicon's negation handling must not see it.
+static LIFT_DOOR_WITHOUT_CAR: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:\w*doors?|\w*doer\w*|\w*dor(?:en|ene)?) (?:\w+ ){0,8}(?:opens?|opened|",
+        r"opening|aabner|aabnede|gaar op|gik op|gaar aaben|slides open|staar aaben|",
+        r"stands open|is open|er aaben|wont stay shut|won t stay shut|wont close|",
+        r"vil ikke lukke)\b(?: (?:\w+|\.)){0,6} (?:(?:lift|elevator\w*|",
+        r"liften|car|cabin|kabine\w*) (?:\w+ ){0,2}(?:isnt|is not|wasnt|was not|ikke er|",
+        r"er ikke|ikke var|var ikke) (?:there|here|der|her)|(?:lift|elevator\w*|liften|",
+        r"car|cabin|kabine\w*) (?:is|er|var|was) (?:there|der) (?:ikke|not)|",
+        r"(?:no|ingen) (?:lift|car|",
+        r"cabin|elevator|kabine)\w* (?:there|behind|bag|der)|without (?:the )?(?:lift|",
+        r"car|cabin|elevator)|uden (?:at )?(?:elevatoren|kabinen|liften))\b"
+    ))
+});
+
+/// Finds a lift shaft open to the landing: a landing door that opens with no car behind it,
+/// or a shaft that people can see or fall into. Nobody is trapped, but anyone can fall.
+fn open_lift_shaft(text: &str) -> Option<Emergency> {
+    static SHAFT: LazyLock<Regex> = LazyLock::new(|| regex(r"\b(?:shaft|\w*skakt\w*)\b"));
+    let normalised = clauses(text).join(" . ");
+    // Both patterns below are long, so they only run on a message about a lift or a shaft.
+    let found = if SHAFT.is_match(&normalised) {
+        SHAFT_EXPOSED
+            .find(&normalised)
+            .or_else(|| LIFT_DOOR_WITHOUT_CAR.find(&normalised))?
+    } else if LIFT.is_match(&normalised) || normalised.contains("elevator") {
+        LIFT_DOOR_WITHOUT_CAR.find(&normalised)?
+    } else {
+        return None;
+    };
+    if HYPOTHETICAL.is_match(&normalised[..found.start()]) || NOBODY_AT_RISK.is_match(&normalised) {
+        return None;
+    }
+    Some(Emergency {
+        fired: Fired {
+            rule: "open lift shaft",
+            matched: found.as_str().to_string(),
+        },
+        category: "elevator",
+    })
+}
+
+/// Words saying that the danger is contained: the lift was shut down or the door is blocked
+/// off by the service company.
+static NOBODY_AT_RISK: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:technicians? (?:is|are) (?:here|on site)|montoer\w* er (?:her|kommet)|",
+        r"cordoned off|spaerret af (?:af )?(?:montoer\w*|firmaet|serviceteknik\w*))\b"
+    ))
+});
+
+/// A young child in a flat that nobody can get into.
+static CHILD: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:child|children|kid|kids|toddler|baby|infant|little (?:boy|girl|one)|",
+        r"son|daughter|barn|barnet|boern|boernene|lille (?:dreng|pige)|soen|soenn\w*|",
+        r"datter|datteren|spaedbarn\w*|nyfoedt\w*|0 years? old|0 aarig\w*|0 aar gammel)\b"
+    ))
+});
+/// The child is shut in, or the adults are shut out with the child inside.
+static SHUT_IN: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:locked (?:in|inside)|shut (?:in|inside)|trapped (?:in|inside)|",
+        r"lock(?:ed|s)? (?:himself|herself|themselves) in|",
+        r"(?:laas|laase)(?:t|r|et)? sig inde|lukket sig inde|",
+        r"laast inde|laaset inde|lukket inde|spaerret inde|",
+        r"locked (?:myself|ourselves|me|us) out|laast (?:mig|os) ude|laaset (?:mig|os) ude|",
+        r"lukket (?:mig|os) ude|smaekket (?:mig|os) ude|(?:door|doer\w*) (?:\w+ ){0,3}",
+        r"(?:slammed|smaekket|smaekkede|gaaet i baas|swung shut|locked behind))\b"
+    ))
+});
+/// The child is alone or asleep inside, or something dangerous is on inside.
+static ALONE_OR_HAZARD: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:alone|alene|by (?:her|him)self|on (?:her|his) own|asleep|sleeping|sover|",
+        r"(?:stove|hob|oven|cooker|komfur\w*|ovn\w*|kogeplade\w*|gryde\w*|pot|pan|",
+        r"pande\w*|bath|badekar\w*|candles?|stearinlys|iron|strygejern)\b)"
+    ))
+});
+
+/// Finds a young child shut alone in a flat, or shut in with a stove or a bath running, which
+/// is a danger to a person until someone opens the door.
+fn child_locked_in_alone(text: &str) -> Option<Emergency> {
+    let normalised = clauses(text).join(" . ");
+    let child = CHILD.find(&normalised)?;
+    let shut_in = SHUT_IN.find(&normalised)?;
+    let alone_or_hazard = ALONE_OR_HAZARD.find(&normalised)?;
+    let first = child.start().min(shut_in.start());
+    if HYPOTHETICAL.is_match(&normalised[..first]) || NEGATED_MATCH.is_match(shut_in.as_str()) {
+        return None;
+    }
+    Some(Emergency {
+        fired: Fired {
+            rule: "child locked in alone",
+            matched: format!(
+                "{}; {}; {}",
+                child.as_str(),
+                shut_in.as_str(),
+                alone_or_hazard.as_str()
+            ),
+        },
+        category: "doors_locks",
+    })
+}
+
 static NO_HEAT: LazyLock<Regex> = LazyLock::new(|| {
     regex(concat!(
         r"\b(?:no heat\w*|without heat\w*|ingen varme|uden varme|",
@@ -882,6 +1010,28 @@ mod tests {
             .iter()
             .map(|e| e.fired.rule)
             .collect()
+    }
+
+    #[test]
+    fn supply_faults_across_flat_not_flooding() {
+        let cases = [
+            ("Vandtrykket er lavt i hele lejligheden.", "da"),
+            ("Low water pressure all over the building", "en"),
+            ("Der er ikke noget varmt vand i hele opgangen", "da"),
+        ];
+        for (text, language) in cases {
+            let (found, _) = emergencies(text, language);
+            let rules: Vec<&str> = found.iter().map(|e| e.fired.rule).collect();
+            assert!(
+                !rules.contains(&"flooding"),
+                "flooding in {text:?}: {rules:?}"
+            );
+        }
+        let (found, _) = emergencies("Der er vand i hele lejligheden!", "da");
+        assert!(
+            found.iter().any(|e| e.fired.rule == "flooding"),
+            "no flooding in a flat under water"
+        );
     }
 
     #[test]
@@ -1044,6 +1194,145 @@ mod tests {
         assert!(found.is_empty());
         let (found, _) = emergencies("What do I do if I can't turn off the water?", "en");
         assert!(found.is_empty());
+    }
+
+    #[test]
+    fn rising_sewage_is_emergency() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "Waste water is coming out of the shower drain and keeps rising",
+                "en",
+            ),
+            (
+                "Kloakvandet kommer op af afløbet i kælderen og stiger og stiger",
+                "da",
+            ),
+            (
+                "The toilet is overflowing with sewage and it is still rising",
+                "en",
+            ),
+            (
+                "Spildevand løber op af gulvafløbet, det stiger hele tiden",
+                "da",
+            ),
+        ];
+        for (text, language) in cases {
+            let (found, _) = emergencies(text, language);
+            assert!(!found.is_empty(), "no emergency in: {text}");
+            assert_eq!(found[0].category, "plumbing", "text: {text}");
+        }
+        let harmless: &[(&str, &str)] = &[
+            (
+                "Water in the floor drain keeps rising when it rains hard",
+                "en",
+            ),
+            (
+                "The sewage smell from the drain is not rising anymore",
+                "en",
+            ),
+        ];
+        for (text, language) in harmless {
+            let (found, _) = emergencies(text, language);
+            assert!(found.is_empty(), "emergency in: {text}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn open_lift_shaft_is_emergency() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "The lift door on the 2nd floor slid open but the lift wasn't there, just a drop",
+                "en",
+            ),
+            (
+                "Elevatordøren i stuen åbner, selv om kabinen ikke er der!",
+                "da",
+            ),
+            (
+                "You can look straight down into the lift shaft from the landing",
+                "en",
+            ),
+            ("Man kan falde ned i skakten, døren står åben", "da"),
+            ("The elevator doors opened with no car behind them", "en"),
+            (
+                "Skaktdøren på 4. sal går op uden elevatoren. Vi har sat en kasse foran",
+                "da",
+            ),
+        ];
+        for (text, language) in cases {
+            let (found, _) = emergencies(text, language);
+            assert!(!found.is_empty(), "no emergency in: {text}");
+            assert_eq!(found[0].category, "elevator", "text: {text}");
+        }
+        let harmless: &[(&str, &str)] = &[
+            (
+                "There is a rattling noise from the lift shaft at night",
+                "en",
+            ),
+            (
+                "Hvad gør vi, hvis elevatordøren åbner uden at kabinen er der?",
+                "da",
+            ),
+            (
+                "The lift doors open slowly and the lift is there but it is very slow",
+                "en",
+            ),
+            ("Der er en fugl i ventilationsskakten", "da"),
+        ];
+        for (text, language) in harmless {
+            let (found, _) = emergencies(text, language);
+            assert!(found.is_empty(), "emergency in: {text}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn child_locked_in_is_emergency() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "My son (3) locked himself in alone, the door is locked and we are outside",
+                "en",
+            ),
+            (
+                "Døren smækkede i, og vores lille pige på 2 er alene derinde",
+                "da",
+            ),
+            (
+                "We locked ourselves out and the baby is asleep inside",
+                "en",
+            ),
+            (
+                "Jeg har låst mig ude, og min søn er derinde med en gryde på kogepladen",
+                "da",
+            ),
+            (
+                "The door swung shut behind me, my toddler is inside and the bath is running",
+                "en",
+            ),
+        ];
+        for (text, language) in cases {
+            let (found, _) = emergencies(text, language);
+            assert!(!found.is_empty(), "no emergency in: {text}");
+            assert_eq!(found[0].category, "doors_locks", "text: {text}");
+        }
+        let harmless: &[(&str, &str)] = &[
+            (
+                "I locked myself out, my kids are with me and the keys are inside",
+                "en",
+            ),
+            (
+                "The handyman walked in while my daughter was home alone",
+                "en",
+            ),
+            ("Jeg har låst mig ude. Kan nogen komme med en nøgle?", "da"),
+            (
+                "What should I do if my child locks himself in the bathroom alone?",
+                "en",
+            ),
+        ];
+        for (text, language) in harmless {
+            let (found, _) = emergencies(text, language);
+            assert!(found.is_empty(), "emergency in: {text}: {found:?}");
+        }
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Hand-written rules of triage. They cover the emergency lexicon with negation and
 //! hypothetical handling, the triggers that hand a message to a human, and cues of urgent
 //! repairs. Cues of practical questions that sound like repairs and the word lists that decide
-//! the language are here too.
+//! the language are here too, and the test for a message that contains no request at all.
 //!
 //! Every rule runs on clauses of the normalised text (see [`super::text::normalise`]), so
 //! "røg", "roeg" and "ROEG" are the same word and digits are all `0`.
 
+mod courtesy;
 mod emergency;
 mod handover;
 mod intent;
@@ -18,6 +19,7 @@ use regex::Regex;
 
 use super::text;
 
+pub use courtesy::has_no_request;
 pub use emergency::{denies_emergency, emergencies, Dismissed, Emergency};
 pub use handover::handover;
 pub use intent::practical_question_cues;
@@ -82,6 +84,7 @@ mod tests {
         let _ = urgent_cues(text);
         let _ = practical_question_cues("Is it OK to keep a bike here?");
         let _ = language_votes(text);
+        let _ = has_no_request(text);
         assert!(!clauses(text).is_empty());
     }
 
