@@ -254,7 +254,10 @@ fn courteous_repair_request_keeps_its_intent() {
             "Thank you! The kitchen tap is dripping again though",
             "plumbing",
         ),
-        ("Tak for hjælpen. Nu virker opvaskemaskinen ikke", "appliance"),
+        (
+            "Tak for hjælpen. Nu virker opvaskemaskinen ikke",
+            "appliance",
+        ),
         ("ok, the radiator in the bedroom is cold", "heating"),
     ];
     for (text, category) in cases {
