@@ -264,8 +264,8 @@ fn warn_costs_over_caps(
     job_cost: &HashMap<String, u32>,
     diags: &mut Diagnostics,
 ) {
-    // The file loaded a moment ago, so a second read fails only in a race; the warning is
-    // then skipped with the rest of this check.
+    // The SLA file is read again for the line of each key. It loaded a moment ago, so this
+    // read fails only in a race, and then the check is skipped.
     let Some(file) = TomlFile::load(sla_file, &mut Diagnostics::default()) else {
         return;
     };

@@ -561,16 +561,16 @@ fn action_change(ticket: &str, action: &str, form: &ActionForm) -> Result<Change
     })
 }
 
-/// Checks a close or cancel against the ticket's state as the office last heard it, with the
-/// gateway's state machine, so that the office is told at once when the gateway would reject
-/// the change. Returns the message for the user when it would.
-fn check_final_action(ticket: &str, state: &str, action: &str) -> Result<(), String> {
+/// Checks a close or cancel against the ticket's last synced state with the gateway's state
+/// machine, so that the user sees at once a change the gateway would reject. Returns the
+/// message for the user in that case.
+fn check_final_action(ticket: &str, current_state: &str, action: &str) -> Result<(), String> {
     let target = match action {
         "close" => TicketState::Closed,
         "cancel" => TicketState::Cancelled,
         _ => return Ok(()),
     };
-    let Some(current) = TicketState::parse(state) else {
+    let Some(current) = TicketState::parse(current_state) else {
         return Ok(());
     };
     if state::check(current, target).is_ok() {
