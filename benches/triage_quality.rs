@@ -3,10 +3,11 @@
 //! each separately. Then it measures speed per message, model size and classifier memory.
 //!
 //! Usage: `cargo bench --bench triage_quality [-- --folds K] [-- --no-cv]`. The options
-//! `--alpha A`, `--max-columns N` and `--prior-correction S` change the training settings of
-//! the cross-validation only, for choosing them; the built-in model keeps its own. The example set
-//! is read from `$CARETAKER_DATASETS/triage/examples.jsonl` (default `../shared/datasets`,
-//! relative to the repository root), and each prediction file is cross-checked with
+//! `--alpha A`, `--max-columns N`, `--max-iterations N`, `--min-df N` and
+//! `--prior-correction S` change the training settings of the cross-validation only, for
+//! choosing them; the built-in model keeps its own. The example set is read from
+//! `$CARETAKER_DATASETS/triage/examples.jsonl` (default `../shared/datasets`, relative to the
+//! repository root), and each prediction file is cross-checked with
 //! `python3 $CARETAKER_DATASETS/../tools/triage_score.py GOLD PRED` when that script exists.
 //! Prints the figures and writes them as JSON to `target/bench/triage.json`. Without the
 //! `--bench` argument that `cargo bench` passes, as under `cargo test --all-targets`, it runs
@@ -84,7 +85,8 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         max_columns: number_arg(args, "--max-columns")?.unwrap_or(defaults.max_columns),
         intent_prior_correction: number_arg(args, "--prior-correction")?
             .unwrap_or(defaults.intent_prior_correction),
-        ..defaults
+        max_iterations: number_arg(args, "--max-iterations")?.unwrap_or(defaults.max_iterations),
+        min_df: number_arg(args, "--min-df")?.unwrap_or(defaults.min_df),
     };
     let out_dir = repo.join("target/bench");
     fs::create_dir_all(&out_dir)

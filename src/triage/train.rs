@@ -306,12 +306,12 @@ fn fit_head(
 
 /// Classifies every record of `records` with a model trained on the other folds, and returns
 /// the predictions in the order of `records`. Folds follow a hash of the record id, so a record
-/// stays in its fold as the corpus grows.
+/// stays in its fold as the corpus grows. Folds are trained on as many threads as the machine
+/// has cores.
 pub fn cross_validate(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Vec<Triage>> {
     let folds = options.folds.max(2);
     let fold_of = |r: &Record| (text::fnv1a(&[r.id.as_bytes()]) % folds as u64) as usize;
-    let mut predictions: Vec<Option<Triage>> = vec![None; records.len()];
-    for fold in 0..folds {
+    let run_fold = |fold: usize| -> anyhow::Result<Vec<(usize, Triage)>> {
         let training: Vec<&Record> = records
             .iter()
             .copied()
@@ -319,10 +319,41 @@ pub fn cross_validate(records: &[&Record], options: &TrainOptions) -> anyhow::Re
             .collect();
         let model = Model::from_file(train(&training, options)?)?;
         let classifier = Classifier::from_model(model);
-        for (i, record) in records.iter().enumerate() {
-            if fold_of(record) == fold {
-                predictions[i] = Some(classifier.classify(&record.text));
-            }
+        Ok(records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| fold_of(r) == fold)
+            .map(|(i, r)| (i, classifier.classify(&r.text)))
+            .collect())
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(folds);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<anyhow::Result<Vec<(usize, Triage)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let fold = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if fold >= folds {
+                            break done;
+                        }
+                        done.push(run_fold(fold));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a cross-validation thread panicked"))
+            .collect()
+    });
+    let mut predictions: Vec<Option<Triage>> = vec![None; records.len()];
+    for result in results {
+        for (i, triage) in result? {
+            predictions[i] = Some(triage);
         }
     }
     Ok(predictions.into_iter().flatten().collect())

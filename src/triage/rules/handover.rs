@@ -203,8 +203,8 @@ static NAMED_STAFF: LazyLock<Regex> = LazyLock::new(|| {
         r"look|kigge|se på|handle|sort|tage\w*|tager|take|deal|help|hjælpe|",
         r"hjaelpe|check|tjekke|visit|besøge|besoege|fix|finish|confirm|bekræfte|",
         r"bekraefte|follow|følge|foelge|look into|undersøge|undersoege)\b)|",
-        r"(?:\b(?:speak|talk|tale|snakke|meet|møde|moede|contact|kontakt\w*|",
-        r"ringe til|call|hear from|høre fra|hoere fra)\s+(?:to|with|med|",
+        r"(?:\b(?:speak|talk|tale|snakke|meet|meeting|møde|moede|samtale|a word|",
+        r"contact|kontakt\w*|ringe til|call|hear from|høre fra|hoere fra)\s+(?:to|with|med|",
         r"personally)?\s*(\p{Lu}\p{Ll}+)\b)|(?:\b(\p{Lu}\p{Ll}+),?\s+(?:can|",
         r"could|would|will|kan|vil|må|maa)\s+(?:you|du)\s+(?:please\s+|",
         r"venligst\s+|godt\s+|lige\s+)?(?:call|ring\w*|contact|kontakt\w*|come|",
@@ -300,6 +300,14 @@ mod tests {
             ("My mother is 91 and uses a wheelchair", "vulnerable person"),
             (
                 "Can Henrik call me about the radiator?",
+                "named person asked to act",
+            ),
+            (
+                "Could we have a meeting with Lene about the new bike shed?",
+                "named person asked to act",
+            ),
+            (
+                "Jeg vil gerne have en samtale med Jonas om vores lejekontrakt",
                 "named person asked to act",
             ),
             ("Jeg vil gerne opsige min lejlighed", "lease action"),
