@@ -351,6 +351,53 @@ fn emergency_sends_on_call_and_pages() {
 }
 
 #[test]
+fn office_acknowledgement_ends_the_wait_for_a_human() {
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
+    let now = local_ms("2026-06-07 02:10");
+    let text = "A pipe burst in the bathroom and water is flooding the floor";
+    flow.message("m1", SENDER, "2.th", text, now);
+    flow.step(now);
+    assert_eq!(flow.number("SELECT needs_human FROM tickets"), 1);
+
+    // The vendor's report leaves the ticket waiting for the office.
+    let on_the_way = ticket_change(10, VENDOR, FIRST_TICKET, TicketAction::OnTheWay);
+    flow.apply(&on_the_way, now + 60_000);
+    assert_eq!(flow.number("SELECT needs_human FROM tickets"), 1);
+
+    flow.apply(
+        &office_booking(11, TicketAction::Acknowledge, None, None),
+        now + 120_000,
+    );
+    assert_eq!(flow.number("SELECT needs_human FROM tickets"), 0);
+    assert_eq!(flow.single("SELECT state FROM tickets"), "in_progress");
+    // The office sees the change in the ticket's next snapshot.
+    let snapshot =
+        flow.single("SELECT payload FROM outbox WHERE kind = 'ticket' ORDER BY seq DESC LIMIT 1");
+    let snapshot: serde_json::Value = serde_json::from_str(&snapshot).unwrap();
+    assert_eq!(snapshot["ticket"]["needs_human"], false, "{snapshot}");
+}
+
+#[test]
+fn escalated_ticket_stays_escalated_after_acknowledgement() {
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
+    let now = local_ms("2026-06-03 10:00");
+    let text = "My neighbour plays loud music every night and I want to complain about it";
+    flow.message("m1", SENDER, "2.th", text, now);
+    flow.step(now);
+    flow.apply(
+        &office_booking(1, TicketAction::Acknowledge, None, None),
+        now + 60_000,
+    );
+    assert_eq!(flow.number("SELECT needs_human FROM tickets"), 0);
+    // It still has no vendor, so its state keeps it in front of the office.
+    assert_eq!(flow.single("SELECT state FROM tickets"), "escalated");
+    let stopped = flow.number("SELECT automation_stopped FROM tickets");
+    assert_eq!(stopped, 1);
+}
+
+#[test]
 fn complaint_stops_automation() {
     let mut flow = Flow::new();
     flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);

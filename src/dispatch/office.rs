@@ -193,6 +193,20 @@ impl Dispatcher {
             ticket.slot_start_ms = slot_start;
             ticket.slot_end_ms = slot_end.or(slot_start);
         }
+        // These are the office's own actions: a person has taken the ticket on, so it no
+        // longer waits for one and leaves the office's escalation queue, unless its state is
+        // still `escalated`. The vendor's progress reports leave the flag as it is.
+        let taken_on = matches!(
+            action,
+            TicketAction::Acknowledge
+                | TicketAction::Assign
+                | TicketAction::Reschedule
+                | TicketAction::Close
+                | TicketAction::Cancel
+        );
+        if taken_on {
+            ticket.needs_human = false;
+        }
         let moved = match action {
             TicketAction::Acknowledge => {
                 ticket.acked_ms.get_or_insert(now_ms);
