@@ -325,20 +325,33 @@ fn office_changes_drive_state_machine() {
     assert!(audit_rows > 0);
 }
 
-#[test]
-fn emergency_sends_on_call_and_pages() {
+/// Returns a flow in which the tenant of 2.th reported a burst pipe on a Sunday night, outside
+/// every vendor's working hours, and the first pass has run, with the time of the report.
+fn burst_pipe_flow() -> (Flow, i64) {
     let mut flow = Flow::new();
     flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
-    // Sunday night, outside every vendor's working hours.
     let now = local_ms("2026-06-07 02:10");
-    flow.message(
-        "m1",
-        SENDER,
-        "2.th",
-        "A pipe burst in the bathroom and water is flooding the floor",
-        now,
-    );
+    let text = "A pipe burst in the bathroom and water is flooding the floor";
+    flow.message("m1", SENDER, "2.th", text, now);
     flow.step(now);
+    (flow, now)
+}
+
+/// Returns a flow in which the tenant of 2.th complained about a neighbour and the first pass
+/// has run, with the time of the complaint.
+fn neighbour_complaint_flow() -> (Flow, i64) {
+    let mut flow = Flow::new();
+    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
+    let now = local_ms("2026-06-03 10:00");
+    let text = "My neighbour plays loud music every night and I want to complain about it";
+    flow.message("m1", SENDER, "2.th", text, now);
+    flow.step(now);
+    (flow, now)
+}
+
+#[test]
+fn emergency_sends_on_call_and_pages() {
+    let (flow, now) = burst_pipe_flow();
     assert_eq!(flow.single("SELECT urgency FROM tickets"), "emergency");
     assert_eq!(flow.single("SELECT state FROM tickets"), "scheduled");
     assert_eq!(flow.single("SELECT vendor FROM tickets"), "Nordvarme VVS");
@@ -351,16 +364,11 @@ fn emergency_sends_on_call_and_pages() {
 }
 
 #[test]
-fn office_acknowledgement_ends_the_wait_for_a_human() {
-    let mut flow = Flow::new();
-    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
-    let now = local_ms("2026-06-07 02:10");
-    let text = "A pipe burst in the bathroom and water is flooding the floor";
-    flow.message("m1", SENDER, "2.th", text, now);
-    flow.step(now);
+fn office_ack_clears_needs_human() {
+    let (mut flow, now) = burst_pipe_flow();
     assert_eq!(flow.number("SELECT needs_human FROM tickets"), 1);
 
-    // The vendor's report leaves the ticket waiting for the office.
+    // A report of the vendor does not count as a person taking the ticket on.
     let on_the_way = ticket_change(10, VENDOR, FIRST_TICKET, TicketAction::OnTheWay);
     flow.apply(&on_the_way, now + 60_000);
     assert_eq!(flow.number("SELECT needs_human FROM tickets"), 1);
@@ -371,7 +379,8 @@ fn office_acknowledgement_ends_the_wait_for_a_human() {
     );
     assert_eq!(flow.number("SELECT needs_human FROM tickets"), 0);
     assert_eq!(flow.single("SELECT state FROM tickets"), "in_progress");
-    // The office sees the change in the ticket's next snapshot.
+
+    // The ticket's next snapshot carries the cleared flag to the office.
     let snapshot =
         flow.single("SELECT payload FROM outbox WHERE kind = 'ticket' ORDER BY seq DESC LIMIT 1");
     let snapshot: serde_json::Value = serde_json::from_str(&snapshot).unwrap();
@@ -379,19 +388,14 @@ fn office_acknowledgement_ends_the_wait_for_a_human() {
 }
 
 #[test]
-fn escalated_ticket_stays_escalated_after_acknowledgement() {
-    let mut flow = Flow::new();
-    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
-    let now = local_ms("2026-06-03 10:00");
-    let text = "My neighbour plays loud music every night and I want to complain about it";
-    flow.message("m1", SENDER, "2.th", text, now);
-    flow.step(now);
+fn escalated_ack_keeps_state() {
+    let (mut flow, now) = neighbour_complaint_flow();
     flow.apply(
         &office_booking(1, TicketAction::Acknowledge, None, None),
         now + 60_000,
     );
     assert_eq!(flow.number("SELECT needs_human FROM tickets"), 0);
-    // It still has no vendor, so its state keeps it in front of the office.
+    // The ticket still has no vendor, and the office's queue lists it by this state.
     assert_eq!(flow.single("SELECT state FROM tickets"), "escalated");
     let stopped = flow.number("SELECT automation_stopped FROM tickets");
     assert_eq!(stopped, 1);
@@ -399,12 +403,7 @@ fn escalated_ticket_stays_escalated_after_acknowledgement() {
 
 #[test]
 fn complaint_stops_automation() {
-    let mut flow = Flow::new();
-    flow.tenant(1, "2.th", "en", &[("sms", SENDER)]);
-    let now = local_ms("2026-06-03 10:00");
-    let text = "My neighbour plays loud music every night and I want to complain about it";
-    flow.message("m1", SENDER, "2.th", text, now);
-    flow.step(now);
+    let (flow, _) = neighbour_complaint_flow();
     assert_eq!(flow.single("SELECT state FROM tickets"), "escalated");
     let vendors = flow.number("SELECT count(vendor) FROM tickets");
     assert_eq!(vendors, 0);

@@ -193,9 +193,8 @@ impl Dispatcher {
             ticket.slot_start_ms = slot_start;
             ticket.slot_end_ms = slot_end.or(slot_start);
         }
-        // These are the office's own actions: a person has taken the ticket on, so it no
-        // longer waits for one and leaves the office's escalation queue, unless its state is
-        // still `escalated`. The vendor's progress reports leave the flag as it is.
+        // Office staff send these actions, so the ticket no longer waits for a person. The
+        // vendor's progress reports leave the flag unchanged.
         let taken_on = matches!(
             action,
             TicketAction::Acknowledge

@@ -306,8 +306,7 @@ fn fit_head(
 
 /// Classifies every record of `records` with a model trained on the other folds, and returns
 /// the predictions in the order of `records`. Folds follow a hash of the record id, so a record
-/// stays in its fold as the corpus grows. Folds are trained on as many threads as the machine
-/// has cores.
+/// stays in its fold as the corpus grows. The folds train in parallel, one thread per core.
 pub fn cross_validate(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Vec<Triage>> {
     let folds = options.folds.max(2);
     let fold_of = |r: &Record| (text::fnv1a(&[r.id.as_bytes()]) % folds as u64) as usize;
