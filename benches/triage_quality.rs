@@ -3,12 +3,13 @@
 //! each separately. Then it measures speed per message, model size and classifier memory.
 //!
 //! Usage: `cargo bench --bench triage_quality [-- --folds K] [-- --no-cv]`. The options
-//! `--alpha A`, `--max-columns N`, `--max-iterations N`, `--min-df N` and
-//! `--prior-correction S` change the training settings of the cross-validation only, for
-//! choosing them; the built-in model keeps its own. The example set is read from
-//! `$CARETAKER_DATASETS/triage/examples.jsonl` (default `../shared/datasets`, relative to the
-//! repository root), and each prediction file is cross-checked with
-//! `python3 $CARETAKER_DATASETS/../tools/triage_score.py GOLD PRED` when that script exists.
+//! `--alpha A`, `--max-columns N`, `--max-iterations N`, `--min-df N`,
+//! `--prior-correction S` and `--no-idf` change the training settings of the cross-validation
+//! only, for choosing them; the built-in model keeps its own. The corpus is read from
+//! `$CARETAKER_TRIAGE_CORPUS`, a path relative to the repository root (default
+//! `corpus/triage`). The example set is read from `$CARETAKER_DATASETS/triage/examples.jsonl`
+//! (default `../shared/datasets`, beside the repository). Each prediction file is cross-checked
+//! with `python3 $CARETAKER_DATASETS/../tools/triage_score.py GOLD PRED` when that script exists.
 //! Prints the figures and writes them as JSON to `target/bench/triage.json`. Without the
 //! `--bench` argument that `cargo bench` passes, as under `cargo test --all-targets`, it runs
 //! nothing.
@@ -87,6 +88,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             .unwrap_or(defaults.intent_prior_correction),
         max_iterations: number_arg(args, "--max-iterations")?.unwrap_or(defaults.max_iterations),
         min_df: number_arg(args, "--min-df")?.unwrap_or(defaults.min_df),
+        idf: defaults.idf && !args.iter().any(|a| a == "--no-idf"),
     };
     let out_dir = repo.join("target/bench");
     fs::create_dir_all(&out_dir)
@@ -99,7 +101,11 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     let _warm = classifier.classify("Hej, der lugter af gas i 2. tv. Mvh Anna, +45 11 22 33 44");
     let classifier_bytes = HEAP_BYTES.load(Ordering::Relaxed) - before;
 
-    let records = train::load_corpus(&repo.join("corpus/triage"))?;
+    let corpus = repo.join(
+        std::env::var_os("CARETAKER_TRIAGE_CORPUS")
+            .map_or_else(|| "corpus/triage".into(), PathBuf::from),
+    );
+    let records = train::load_corpus(&corpus)?;
     let train_split: Vec<&Record> = records
         .iter()
         .filter(|r| r.split.as_deref() != Some("test"))

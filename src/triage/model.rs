@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::text::{self, Feature};
 
-/// Version of the file layout; a model with another version is rejected on load.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the file layout that training writes. Version 2 added `column_idf`, which a
+/// build that reads only version 1 would ignore, scoring the columns wrongly.
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest version this build reads: version 1 is version 2 without `column_idf`.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// A trained triage model as it is stored on disk.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,6 +27,10 @@ pub struct ModelFile {
     pub char_ngram_max: usize,
     /// Hash buckets that have weights, in row order.
     pub columns: Vec<u32>,
+    /// Inverse document frequency of each column, in row order, or empty when the model
+    /// weighs every column the same. See [`weigh`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub column_idf: Vec<f32>,
     pub heads: Vec<HeadFile>,
 }
 
@@ -42,6 +49,7 @@ pub struct HeadFile {
 pub struct Model {
     pub model_version: String,
     rows: HashMap<u32, u32>,
+    column_idf: Vec<f32>,
     heads: Vec<HeadFile>,
 }
 
@@ -81,7 +89,8 @@ pub enum ModelError {
     #[error("invalid triage model JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error(
-        "triage model has format version {found}, this build reads {FORMAT_VERSION}; \
+        "triage model has format version {found}, this build reads \
+         {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}; \
          retrain it with `caretaker train-triage`"
     )]
     Version { found: u32 },
@@ -99,6 +108,8 @@ pub enum ModelError {
         found: usize,
         expected: usize,
     },
+    #[error("triage model has {found} column weights for {expected} columns")]
+    ColumnIdf { found: usize, expected: usize },
     #[error("triage model has no head '{0}'; retrain it with `caretaker train-triage`")]
     MissingHead(String),
 }
@@ -115,7 +126,7 @@ impl Model {
 
     /// Checks a model file's version, hashing parameters and shapes.
     pub fn from_file(file: ModelFile) -> Result<Model, ModelError> {
-        if file.format_version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&file.format_version) {
             return Err(ModelError::Version {
                 found: file.format_version,
             });
@@ -140,6 +151,12 @@ impl Model {
                 });
             }
         }
+        if !file.column_idf.is_empty() && file.column_idf.len() != file.columns.len() {
+            return Err(ModelError::ColumnIdf {
+                found: file.column_idf.len(),
+                expected: file.columns.len(),
+            });
+        }
         for required in REQUIRED_HEADS {
             if !file.heads.iter().any(|h| h.label == *required) {
                 return Err(ModelError::MissingHead((*required).to_string()));
@@ -154,6 +171,7 @@ impl Model {
         Ok(Model {
             model_version: file.model_version,
             rows,
+            column_idf: file.column_idf,
             heads: file.heads,
         })
     }
@@ -163,15 +181,18 @@ impl Model {
         let head = self.heads.iter().find(|h| h.label == label)?;
         let n_classes = head.classes.len();
         let mut logits = head.intercept.clone();
-        let mut known: Vec<(&Feature, usize)> = Vec::with_capacity(features.len());
-        for feature in features {
-            if let Some(&row) = self.rows.get(&feature.bucket) {
-                let row = row as usize * n_classes;
-                for (class, logit) in logits.iter_mut().enumerate() {
-                    *logit += feature.value * head.weights[row + class];
-                }
-                known.push((feature, row));
+        let weighed = weigh(
+            features,
+            |bucket| self.rows.get(&bucket).map(|r| *r as usize),
+            &self.column_idf,
+        );
+        let mut known: Vec<(&Feature, f32, usize)> = Vec::with_capacity(weighed.len());
+        for (index, row, value) in weighed {
+            let row = row * n_classes;
+            for (class, logit) in logits.iter_mut().enumerate() {
+                *logit += value * head.weights[row + class];
             }
+            known.push((&features[index], value, row));
         }
         let probabilities = softmax(&logits);
         let best = probabilities
@@ -181,7 +202,7 @@ impl Model {
             .map_or(0, |(i, _)| i);
         let mut contributions: Vec<(String, f32)> = known
             .iter()
-            .map(|(f, row)| (f.name.clone(), f.value * head.weights[row + best]))
+            .map(|(f, value, row)| (f.name.clone(), value * head.weights[row + best]))
             .filter(|(_, c)| *c > 0.0)
             .collect();
         contributions.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -200,6 +221,35 @@ impl Model {
             .map(|h| h.weights.len() + h.intercept.len())
             .sum()
     }
+}
+
+/// Returns the features of a message that have a column, as (index in `features`, row,
+/// value). With `idf`, one weight per row, each value is multiplied by its row's weight and the
+/// values are scaled to unit L2 norm again. With an empty `idf` the values stay as they are.
+/// Training and prediction both build their rows with this function.
+pub fn weigh(
+    features: &[Feature],
+    row_of: impl Fn(u32) -> Option<usize>,
+    idf: &[f32],
+) -> Vec<(usize, usize, f32)> {
+    let mut out: Vec<(usize, usize, f32)> = features
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let row = row_of(f.bucket)?;
+            let weight = idf.get(row).copied().unwrap_or(1.0);
+            Some((i, row, f.value * weight))
+        })
+        .collect();
+    if !idf.is_empty() {
+        let norm = out.iter().map(|(_, _, v)| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            for (_, _, value) in &mut out {
+                *value /= norm;
+            }
+        }
+    }
+    out
 }
 
 fn softmax(logits: &[f32]) -> Vec<f32> {
@@ -235,6 +285,7 @@ mod tests {
             char_ngram_min: text::CHAR_NGRAM_MIN,
             char_ngram_max: text::CHAR_NGRAM_MAX,
             columns: vec![feature.bucket],
+            column_idf: Vec::new(),
             heads,
         }
     }
@@ -255,6 +306,53 @@ mod tests {
     }
 
     #[test]
+    fn weigh_applies_idf_and_norm() {
+        let features = vec![
+            Feature {
+                bucket: 7,
+                value: 0.6,
+                name: "common".into(),
+            },
+            Feature {
+                bucket: 9,
+                value: 0.6,
+                name: "rare".into(),
+            },
+            Feature {
+                bucket: 11,
+                value: 0.5,
+                name: "unknown".into(),
+            },
+        ];
+        let row_of = |bucket| match bucket {
+            7 => Some(0),
+            9 => Some(1),
+            _ => None,
+        };
+        let plain = weigh(&features, row_of, &[]);
+        assert_eq!(plain, vec![(0, 0, 0.6), (1, 1, 0.6)]);
+
+        let weighed = weigh(&features, row_of, &[1.0, 3.0]);
+        assert_eq!(weighed.len(), 2);
+        assert!((weighed[1].2 / weighed[0].2 - 3.0).abs() < 1e-5);
+        let norm: f32 = weighed.iter().map(|(_, _, v)| v * v).sum();
+        assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+    }
+
+    #[test]
+    fn format_versions_read() {
+        let mut file = tiny_model();
+        file.format_version = 1;
+        assert!(Model::from_file(file).is_ok());
+        let mut file = tiny_model();
+        file.format_version = FORMAT_VERSION + 1;
+        assert!(matches!(
+            Model::from_file(file),
+            Err(ModelError::Version { .. })
+        ));
+    }
+
+    #[test]
     fn from_file_rejects_bad_shapes() {
         let mut file = tiny_model();
         file.heads[0].weights.push(1.0);
@@ -267,6 +365,12 @@ mod tests {
         assert!(matches!(
             Model::from_file(file),
             Err(ModelError::Hashing { .. })
+        ));
+        let mut file = tiny_model();
+        file.column_idf = vec![1.0, 2.0];
+        assert!(matches!(
+            Model::from_file(file),
+            Err(ModelError::ColumnIdf { .. })
         ));
         let mut file = tiny_model();
         file.heads.retain(|h| h.label != "urgency");

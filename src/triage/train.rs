@@ -11,7 +11,7 @@ use linfa::prelude::*;
 use linfa_logistic::MultiLogisticRegression;
 use ndarray::{Array1, Array2};
 
-use super::model::{HeadFile, Model, ModelFile, FORMAT_VERSION};
+use super::model::{weigh, HeadFile, Model, ModelFile, FORMAT_VERSION};
 use super::score::{self, Labels, Record, Scores};
 use super::{text, Classifier, Triage};
 
@@ -30,6 +30,8 @@ pub struct TrainOptions {
     /// about four times more repair requests than any other intent, and without the
     /// correction the smaller intents lose their borderline messages to it.
     pub intent_prior_correction: f32,
+    /// Weighs each column by its inverse document frequency in the training messages.
+    pub idf: bool,
 }
 
 impl Default for TrainOptions {
@@ -41,6 +43,7 @@ impl Default for TrainOptions {
             max_columns: 10000,
             folds: 5,
             intent_prior_correction: 0.5,
+            idf: true,
         }
     }
 }
@@ -104,6 +107,11 @@ pub fn train(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Mode
         .enumerate()
         .map(|(i, bucket)| (*bucket, i))
         .collect();
+    let column_idf = if options.idf {
+        inverse_document_frequency(&features, &column_of, columns.len())
+    } else {
+        Vec::new()
+    };
 
     let mut heads = Vec::new();
     for (label, target) in head_targets() {
@@ -112,10 +120,9 @@ pub fn train(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Mode
             .collect();
         let mut x = Array2::<f32>::zeros((rows.len(), columns.len()));
         for (row, &i) in rows.iter().enumerate() {
-            for feature in &features[i] {
-                if let Some(&col) = column_of.get(&feature.bucket) {
-                    x[[row, col]] = feature.value;
-                }
+            let weighed = weigh(&features[i], |b| column_of.get(&b).copied(), &column_idf);
+            for (_, col, value) in weighed {
+                x[[row, col]] = value;
             }
         }
         let y: Array1<String> = rows
@@ -140,8 +147,31 @@ pub fn train(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Mode
         char_ngram_min: text::CHAR_NGRAM_MIN,
         char_ngram_max: text::CHAR_NGRAM_MAX,
         columns,
+        column_idf,
         heads,
     })
+}
+
+/// Returns `ln((1 + n) / (1 + df)) + 1` for each column, where `df` is the number of the `n`
+/// training messages that have it: a column found in every message keeps weight 1 and a rare
+/// one weighs up to `1 + ln(n)`.
+fn inverse_document_frequency(
+    features: &[Vec<text::Feature>],
+    column_of: &HashMap<u32, usize>,
+    n_columns: usize,
+) -> Vec<f32> {
+    let mut df = vec![0u32; n_columns];
+    for message in features {
+        for feature in message {
+            if let Some(&col) = column_of.get(&feature.bucket) {
+                df[col] += 1;
+            }
+        }
+    }
+    let n = features.len() as f32;
+    df.iter()
+        .map(|&d| ((1.0 + n) / (1.0 + d as f32)).ln() + 1.0)
+        .collect()
 }
 
 /// Picks the hash buckets that get weights: those seen in at least `min_df` messages, ranked
@@ -414,6 +444,14 @@ pub fn card(facts: &CardFacts) -> String {
         facts.options.min_df,
         facts.options.max_columns
     );
+    if !m.column_idf.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nEach column's value is multiplied by the column's inverse document frequency in \
+             the training messages, `ln((1 + n) / (1 + df)) + 1`, and a message's columns are \
+             scaled to unit L2 norm again."
+        );
+    }
     let _ = writeln!(
         out,
         "\nTraining: `linfa-logistic` 0.8 multinomial logistic regression, L-BFGS, L2 penalty \
@@ -505,4 +543,84 @@ pub fn card(facts: &CardFacts) -> String {
         super::classify::MODEL_NEEDS_HUMAN_MIN
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: usize, text: &str, intent: &str) -> Record {
+        let repair = intent == "maintenance_request";
+        Record {
+            id: format!("t-{id}"),
+            split: Some("train".into()),
+            text: text.into(),
+            labels: Labels {
+                language: "en".into(),
+                intent: intent.into(),
+                category: repair.then(|| "plumbing".into()),
+                urgency: if repair { "routine" } else { "none" }.into(),
+                needs_human: false,
+                unit: None,
+                pii: Vec::new(),
+            },
+        }
+    }
+
+    /// Twenty repair requests and twenty rent questions that share the word "please".
+    fn two_intents() -> Vec<Record> {
+        let repairs = ["tap", "sink", "toilet", "shower", "pipe"];
+        let payments = ["rent", "deposit", "invoice", "fee", "refund"];
+        let mut records = Vec::new();
+        for round in 0..4 {
+            for (i, thing) in repairs.iter().enumerate() {
+                let text = format!("please fix the leaking {thing} in flat {round}");
+                records.push(record(records.len(), &text, "maintenance_request"));
+                let text = format!("please explain my {} payment {round}", payments[i]);
+                records.push(record(records.len(), &text, "rent_payment"));
+            }
+        }
+        records
+    }
+
+    #[test]
+    fn idf_weighs_rare_columns_more() {
+        let records = two_intents();
+        let refs: Vec<&Record> = records.iter().collect();
+        let file = train(&refs, &TrainOptions::default()).unwrap();
+        assert_eq!(file.column_idf.len(), file.columns.len());
+        let idf_of = |word: &str| {
+            let bucket = text::features(word)
+                .into_iter()
+                .find(|f| f.name == format!("word '{word}'"))
+                .unwrap()
+                .bucket;
+            let col = file.columns.iter().position(|b| *b == bucket).unwrap();
+            file.column_idf[col]
+        };
+        // "please" is in every message, "leaking" in half of them.
+        assert!((idf_of("please") - 1.0).abs() < 1e-6);
+        assert!(idf_of("leaking") > idf_of("please"));
+
+        let model = Model::from_file(file).unwrap();
+        let classifier = Classifier::from_model(model);
+        let triage = classifier.classify("please fix the leaking tap");
+        assert_eq!(triage.intent, "maintenance_request");
+        let triage = classifier.classify("please explain my deposit payment");
+        assert_eq!(triage.intent, "rent_payment");
+    }
+
+    #[test]
+    fn no_idf_no_column_weights() {
+        let records = two_intents();
+        let refs: Vec<&Record> = records.iter().collect();
+        let options = TrainOptions {
+            idf: false,
+            ..TrainOptions::default()
+        };
+        let file = train(&refs, &options).unwrap();
+        assert!(file.column_idf.is_empty());
+        let json = serde_json::to_string(&file).unwrap();
+        assert!(!json.contains("column_idf"));
+    }
 }

@@ -171,6 +171,8 @@ static HANDOVER: LazyLock<Vec<Handover>> = LazyLock::new(|| {
                 r"\b(?:opsig\w*|sige (?:op|min lejlighed op|lejemaalet op)|siger op|",
                 r"give notice|giving notice|gave notice|hand in (?:my|our) notice|",
                 r"terminate\w*|termination|fremlej\w*|sublet\w*|sublease|sub let|",
+                r"rent(?:ing)? out (?:\w+ ){0,2}(?:room|flat|apartment|place)|",
+                r"udleje\w* (?:\w+ ){0,2}(?:vaerelse\w*|lejlighed\w*)|",
                 r"boligbytte|bytte (?:lejlighed|bolig)\w*|swap (?:flats|apartments|",
                 r"homes)|overdrag\w*|transfer (?:the|my|our) lease|take over the lease|",
                 r"forlaeng\w* (?:min|vores|lejekontrakt\w*|kontrakt\w*|lejemaal\w*|",
@@ -321,6 +323,11 @@ mod tests {
             ),
             ("Please remove my ex from the lease", "lease action"),
             (
+                "Could I rent out our spare room to a student this spring?",
+                "lease action",
+            ),
+            ("Må vi udleje et værelse til en ven?", "lease action"),
+            (
                 "Hej Mette. Kan du kigge på radiatoren, næste gang du er her?",
                 "named person asked to act",
             ),
@@ -353,5 +360,7 @@ mod tests {
         // A greeting with a name is not a request on its own.
         assert!(handover("Hej Mette, tak for hjælpen i går.").is_empty());
         assert!(handover("Hi, the fridge is dead").is_empty());
+        // Renting a common room is a booking, not a sublet.
+        assert!(handover("Can we rent the common room on Saturday?").is_empty());
     }
 }
