@@ -71,15 +71,9 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     let datasets = std::env::var_os("CARETAKER_DATASETS")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo.join("../shared/datasets"));
-    let folds = match args.iter().position(|a| a == "--folds") {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .context("--folds needs a whole number, such as --folds 5")?,
-        None => TrainOptions::default().folds,
-    };
     let run_cv = !args.iter().any(|a| a == "--no-cv");
     let defaults = TrainOptions::default();
+    let folds = number_arg(args, "--folds")?.unwrap_or(defaults.folds);
     let cv_options = TrainOptions {
         folds,
         alpha: number_arg(args, "--alpha")?.unwrap_or(defaults.alpha),
