@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use caretaker::triage::score::{self, Record};
+use caretaker::triage::score::{self, Record, INTENTS};
 use caretaker::triage::train::load_corpus;
-use caretaker::triage::{Classifier, Triage};
+use caretaker::triage::{Classifier, Triage, CATEGORIES};
 
 /// Floors of the test split: each a little under the figure the benchmark measured, so that
 /// only a real regression fails.
@@ -55,32 +55,6 @@ fn corpus_test_split_meets_floors() {
 /// and no urgency on intents that need no work.
 #[test]
 fn corpus_labels_follow_the_schema() {
-    const INTENTS: &[&str] = &[
-        "maintenance_request",
-        "rent_payment",
-        "lease",
-        "complaint",
-        "booking",
-        "general_question",
-        "status_followup",
-        "emergency",
-    ];
-    const CATEGORIES: &[&str] = &[
-        "plumbing",
-        "electrical",
-        "heating",
-        "ventilation",
-        "appliance",
-        "doors_locks",
-        "windows",
-        "elevator",
-        "pest",
-        "structural",
-        "common_areas",
-        "fire_safety",
-        "gas",
-        "other",
-    ];
     const URGENCIES: &[&str] = &["emergency", "urgent", "routine", "none"];
     const PII: &[&str] = &["phone", "email", "cpr", "iban", "name"];
 
@@ -88,35 +62,38 @@ fn corpus_labels_follow_the_schema() {
     let records = load_corpus(&corpus).expect("the triage corpus is part of the repository");
     let mut ids = std::collections::HashSet::new();
     let mut problems = Vec::new();
-    for r in &records {
-        let l = &r.labels;
+    for record in &records {
+        let labels = &record.labels;
         let mut check = |ok: bool, what: &str| {
             if !ok {
-                problems.push(format!("{}: {what}", r.id));
+                problems.push(format!("{}: {what}", record.id));
             }
         };
-        check(ids.insert(r.id.as_str()), "id used twice");
+        check(ids.insert(record.id.as_str()), "id used twice");
         check(
-            matches!(r.split.as_deref(), Some("train" | "test")),
+            matches!(record.split.as_deref(), Some("train" | "test")),
             "split is not train or test",
         );
-        check(!r.text.trim().is_empty(), "empty text");
+        check(!record.text.trim().is_empty(), "empty text");
         check(
-            matches!(l.language.as_str(), "da" | "en"),
+            matches!(labels.language.as_str(), "da" | "en"),
             "unknown language",
         );
-        check(INTENTS.contains(&l.intent.as_str()), "unknown intent");
-        check(URGENCIES.contains(&l.urgency.as_str()), "unknown urgency");
+        check(INTENTS.contains(&labels.intent.as_str()), "unknown intent");
         check(
-            (l.intent == "emergency") == (l.urgency == "emergency"),
+            URGENCIES.contains(&labels.urgency.as_str()),
+            "unknown urgency",
+        );
+        check(
+            (labels.intent == "emergency") == (labels.urgency == "emergency"),
             "intent emergency without urgency emergency, or the reverse",
         );
         check(
-            l.intent != "emergency" || l.needs_human,
+            labels.intent != "emergency" || labels.needs_human,
             "emergency without needs_human",
         );
-        let repair = matches!(l.intent.as_str(), "maintenance_request" | "emergency");
-        match &l.category {
+        let repair = matches!(labels.intent.as_str(), "maintenance_request" | "emergency");
+        match &labels.category {
             Some(c) => {
                 check(repair, "category on an intent that is not a repair");
                 check(CATEGORIES.contains(&c.as_str()), "unknown category");
@@ -124,15 +101,15 @@ fn corpus_labels_follow_the_schema() {
             None => check(!repair, "repair without a category"),
         }
         let no_work = matches!(
-            l.intent.as_str(),
+            labels.intent.as_str(),
             "rent_payment" | "lease" | "complaint" | "booking" | "general_question"
         );
         check(
-            !no_work || l.urgency == "none",
+            !no_work || labels.urgency == "none",
             "urgency on an intent with no work",
         );
         check(
-            l.pii.iter().all(|k| PII.contains(&k.as_str())),
+            labels.pii.iter().all(|k| PII.contains(&k.as_str())),
             "unknown personal-data kind",
         );
     }

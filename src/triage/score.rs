@@ -101,7 +101,8 @@ pub struct Scores {
     pub pii_exact: f64,
 }
 
-const INTENTS: &[&str] = &[
+/// The intents of the label schema.
+pub const INTENTS: &[&str] = &[
     "maintenance_request",
     "rent_payment",
     "lease",

@@ -153,8 +153,8 @@ pub fn train(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Mode
 }
 
 /// Returns `ln((1 + n) / (1 + df)) + 1` for each column, where `df` is the number of the `n`
-/// training messages that have it: a column found in every message keeps weight 1 and a rare
-/// one weighs up to `1 + ln(n)`.
+/// training messages that have it. A column found in every message keeps weight 1, and the
+/// rarer a column, the more it weighs.
 fn inverse_document_frequency(
     features: &[Vec<text::Feature>],
     column_of: &HashMap<u32, usize>,
