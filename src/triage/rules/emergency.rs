@@ -354,7 +354,11 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
         ),
         t(
             "water in electrics",
-            r"\b(?:water|vand\w*|drip\w*|dryp\w*|leak\w*|laek\w*)\b",
+            concat!(
+                r"\b(?:water|vand\w*|drip\w*|dryp\w*|leak\w*|laek\w*|",
+                r"(?:running|pouring|streaming) (?:down|out|through)|",
+                r"(?:loeber|fosser|stroemmer) (?:ned|ud|gennem))\b"
+            ),
             "electrical",
             Some(r"\b(?:no|not|ingen|ikke) (?:water|vand)\b"),
             Some(concat!(
@@ -443,7 +447,9 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
             concat!(
                 r"\b(?:braekket op|brukket op|opbrudt|dirket op|lirket op|pried open|",
                 r"prised open|jemmied|jimmied|crowbar|koben|braekket ind|brukket ind|",
-                r"ransacked|gennemrodet|(?:door|doer\w*|frame|karm\w*|lock|laas\w*) ",
+                r"ransacked|gennemrodet|",
+                r"(?:brudt|braekket|brukket) (?:\w+ )?(?:\w*doer\w*|\w*laas\w*|ruden?|vindue\w*|",
+                r"karm\w*) (?:\w+ ){0,3}op|(?:door|doer\w*|frame|karm\w*|lock|laas\w*) ",
                 r"(?:\w+ ){0,4}(?:splintered|splintret|flaekket|ripped out|revet ud|",
                 r"braekket|brudt op)|har vaeret (?:nogen|fremmede|tyve) inde|",
                 r"(?:someone|somebody|nogen|tyve|thieves|burglars?|intruders?) ",
@@ -463,6 +469,24 @@ static NEGATION: LazyLock<Regex> = LazyLock::new(|| {
         r"\b(?:no|not|never|without|nothing|none|neither|nor|isnt|arent|wasnt|",
         r"werent|dont|doesnt|didnt|cant|havent|hasnt|ikke|ingen|intet|uden|",
         r"aldrig|hverken|eller ingen|no longer|ikke laengere)\b(?: \w+){0,3} ?$"
+    ))
+});
+
+/// A negation right after a danger word that is about finding its source, as in "smoke, can't
+/// see where it comes from". The danger is there, so this does not negate it.
+static UNKNOWN_SOURCE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"^ ?(?:\w+ )?(?:cant|can not|cannot|dont|doesnt|ikke|kan ikke|ved ikke) ",
+        r"(?:\w+ )?(?:see|find|tell|know|locate|work out|se|finde|vide|sige)\b"
+    ))
+});
+
+/// "No longer" followed by a new subject, as in "det drypper ikke længere, det løber ned". The
+/// negation there is about a milder state, so the danger word after it is real.
+static WORSENED: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:ikke (?:\w+ )?(?:laengere|mere)|no longer|not (?:\w+ )?any ?more)",
+        r"(?: \w+)? (?:det|den|nu|it s|its|it is|now)(?: \w+){0,2} ?$"
     ))
 });
 
@@ -539,8 +563,9 @@ pub fn emergencies(text: &str, language: &str) -> (Vec<Emergency>, Vec<Dismissed
                 };
                 let before = after_last_conjunction(&clause[..m.start()]);
                 let after = &clause[m.end()..];
-                let negated_after = NEGATED_MATCH.find(after).is_some_and(|n| n.start() <= 1);
-                let reason = if NEGATION.is_match(before)
+                let negated_after = NEGATED_MATCH.find(after).is_some_and(|n| n.start() <= 1)
+                    && !UNKNOWN_SOURCE.is_match(after);
+                let reason = if (NEGATION.is_match(before) && !WORSENED.is_match(before))
                     || NEGATED_MATCH.is_match(m.as_str())
                     || negated_after
                 {
@@ -1082,6 +1107,21 @@ mod tests {
                 "plumbing",
             ),
             ("Vandet loeber ned ad vaeggen i stuen", "da", "plumbing"),
+            (
+                "Det drypper ikke længere, det løber ned gennem loftslampen, og lyset blinker",
+                "da",
+                "electrical",
+            ),
+            (
+                "flat full of smoke, cant see where it comes from, we got out",
+                "en",
+                "fire_safety",
+            ),
+            (
+                "Nogen har brudt hoveddøren til opgangen op i nat, ruden er smadret",
+                "da",
+                "doors_locks",
+            ),
             ("It stinks of gas on the landing", "en", "gas"),
             ("Der er en kraftig gas lugt i koekkenet", "da", "gas"),
             ("Something is burning in the basement", "en", "fire_safety"),
@@ -1373,6 +1413,8 @@ mod tests {
             "The smoke detector battery needs changing",
             "Not an emergency, but the fire door closes slowly",
             "The lift is not stuck, it is just slow",
+            "Loftslampen drypper ikke længere, den er tør nu",
+            "There is no smoke now, I cant see any",
         ];
         for text in cases {
             assert!(emergency_rules(text).is_empty(), "emergency in: {text}");
