@@ -1,7 +1,14 @@
 //! Records the build time, which is the default earliest valid timestamp and the point past
 //! which the wall clock is trusted. `SOURCE_DATE_EPOCH` overrides it for reproducible builds.
+//!
+//! Also compresses the triage model of `models/triage.json` with DEFLATE for the binary, which
+//! inflates it once when the classifier loads. The JSON's decimal numbers take about three
+//! times the room of their compressed form.
 
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+const TRIAGE_MODEL: &str = "models/triage.json";
 
 fn main() {
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
@@ -17,4 +24,14 @@ fn main() {
     // Whole days, so that rebuilding on the same day does not change the binary.
     let day = epoch - epoch.rem_euclid(86_400);
     println!("cargo:rustc-env=CARETAKER_BUILD_EPOCH={day}");
+
+    println!("cargo:rerun-if-changed={TRIAGE_MODEL}");
+    let json = std::fs::read(TRIAGE_MODEL).unwrap_or_else(|e| {
+        panic!("cannot read {TRIAGE_MODEL}: {e}; rebuild it with `caretaker train-triage`")
+    });
+    let compressed = miniz_oxide::deflate::compress_to_vec(&json, 9);
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let path = out.join("triage.json.deflate");
+    std::fs::write(&path, compressed)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }

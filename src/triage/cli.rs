@@ -48,9 +48,15 @@ pub struct TrainTriageArgs {
     /// fitted intercepts).
     #[arg(long, default_value_t = TrainOptions::default().intent_prior_correction)]
     pub intent_prior_correction: f32,
-    /// Maximum number of hashed feature columns that get weights.
+    /// Maximum number of hashed feature columns of the logistic regressions.
     #[arg(long, default_value_t = TrainOptions::default().max_columns)]
     pub max_columns: usize,
+    /// L2 penalty of the intent ranking head (least squares over every column).
+    #[arg(long, default_value_t = train::DEFAULT_RANKING_ALPHA)]
+    pub ranking_alpha: f32,
+    /// Trains no intent ranking head; the logistic regression alone chooses the intent.
+    #[arg(long)]
+    pub no_ranking: bool,
 }
 
 /// Runs `caretaker triage`.
@@ -174,6 +180,7 @@ fn run_train(args: &TrainTriageArgs) -> anyhow::Result<()> {
         alpha: args.alpha,
         max_iterations: args.max_iterations,
         max_columns: args.max_columns,
+        ranking_alpha: (!args.no_ranking).then_some(args.ranking_alpha),
         folds: args.folds,
         intent_prior_correction: args.intent_prior_correction,
         ..TrainOptions::default()

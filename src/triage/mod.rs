@@ -28,8 +28,27 @@ pub use cli::{main, train_main, TrainTriageArgs, TriageArgs};
 pub use model::{Model, ModelError};
 pub use request::{triage_request, CATEGORIES};
 
-/// The model built into the binary, trained by `caretaker train-triage`.
-pub const BUILTIN_MODEL_JSON: &str = include_str!("../../models/triage.json");
+/// The model built into the binary, trained by `caretaker train-triage`: `models/triage.json`,
+/// compressed with DEFLATE by the build script.
+const BUILTIN_MODEL_DEFLATE: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/triage.json.deflate"));
+
+/// Size of the built-in model inside the binary, compressed, in bytes.
+pub const BUILTIN_MODEL_COMPRESSED_BYTES: usize = BUILTIN_MODEL_DEFLATE.len();
+
+/// Largest model JSON that loading the built-in model inflates; the model's size target is
+/// 10 MB.
+const MAX_MODEL_JSON_BYTES: usize = 64 * 1024 * 1024;
+
+/// Returns the JSON of the model built into the binary.
+pub fn builtin_model_json() -> Result<String, ModelError> {
+    let bytes = miniz_oxide::inflate::decompress_to_vec_with_limit(
+        BUILTIN_MODEL_DEFLATE,
+        MAX_MODEL_JSON_BYTES,
+    )
+    .map_err(|e| ModelError::Builtin(format!("cannot inflate it: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| ModelError::Builtin(format!("it is not UTF-8: {e}")))
+}
 
 /// The decision for one message: the label schema's fields, a confidence and an explanation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -62,7 +81,7 @@ impl Classifier {
     /// Loads the model built into the binary.
     pub fn builtin() -> Result<Classifier, ModelError> {
         Ok(Classifier {
-            model: Model::from_json(BUILTIN_MODEL_JSON)?,
+            model: Model::from_json(&builtin_model_json()?)?,
         })
     }
 

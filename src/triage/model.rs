@@ -1,8 +1,9 @@
-//! The triage model: one multinomial logistic regression per label ("head") over the hashed
-//! features of [`super::text`], stored as JSON.
+//! The triage model: one linear model per label ("head") over the hashed features of
+//! [`super::text`], stored as JSON.
 //!
 //! Only the hash buckets that occur in the training corpus get a row of weights, so the file
-//! contains `columns.len() × classes` numbers per head instead of `2^HASH_BITS × classes`.
+//! contains `columns × classes` numbers per head instead of `2^HASH_BITS × classes`. A head may
+//! cover a subset of the model's columns.
 
 use std::collections::HashMap;
 
@@ -10,9 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::text::{self, Feature};
 
-/// Version of the file layout that training writes. Version 2 added `column_idf`, which a
-/// build that reads only version 1 would ignore, scoring the columns wrongly.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version of the file layout that training writes. Version 2 added `column_idf` and version 3
+/// a head's own `columns`; a build that reads an older version would ignore them and score
+/// the columns wrongly.
+pub const FORMAT_VERSION: u32 = 3;
 /// Oldest version this build reads: version 1 is version 2 without `column_idf`.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
@@ -34,14 +36,29 @@ pub struct ModelFile {
     pub heads: Vec<HeadFile>,
 }
 
-/// One label's logistic regression: `weights` is row-major, `columns.len()` rows of
-/// `classes.len()` values each.
+/// One label's linear model: `weights` is row-major, one row of `classes.len()` values per
+/// column of the head.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeadFile {
     pub label: String,
+    /// Positions in the model's `columns` that this head has weights for, in row order, or
+    /// empty when it has weights for every column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<u32>,
     pub classes: Vec<String>,
     pub intercept: Vec<f32>,
     pub weights: Vec<f32>,
+}
+
+impl HeadFile {
+    /// Returns the number of weight rows the head must have in a model of `model_columns`.
+    fn row_count(&self, model_columns: usize) -> usize {
+        if self.columns.is_empty() {
+            model_columns
+        } else {
+            self.columns.len()
+        }
+    }
 }
 
 /// A loaded model, ready to score messages.
@@ -50,8 +67,23 @@ pub struct Model {
     pub model_version: String,
     rows: HashMap<u32, u32>,
     column_idf: Vec<f32>,
-    heads: Vec<HeadFile>,
+    heads: Vec<LoadedHead>,
 }
+
+#[derive(Debug, Clone)]
+struct LoadedHead {
+    file: HeadFile,
+    /// For each model column, the head's weight row, or `NO_ROW`; `None` when the head covers
+    /// every column in model order.
+    row_of_column: Option<Vec<u32>>,
+}
+
+const NO_ROW: u32 = u32::MAX;
+
+/// The features of one message that have a model column, weighed as in training; see
+/// [`Model::rows`].
+#[derive(Debug, Clone)]
+pub struct Rows(Vec<(usize, usize, f32)>);
 
 /// Class probabilities of one head for one message, with the features that pushed the
 /// winning class most.
@@ -110,9 +142,21 @@ pub enum ModelError {
     },
     #[error("triage model has {found} column weights for {expected} columns")]
     ColumnIdf { found: usize, expected: usize },
+    #[error("triage model head '{head}' names column {column}, the model has {columns}")]
+    HeadColumn {
+        head: String,
+        column: u32,
+        columns: usize,
+    },
     #[error("triage model has no head '{0}'; retrain it with `caretaker train-triage`")]
     MissingHead(String),
+    #[error("the triage model built into this binary is damaged, {0}; rebuild the binary")]
+    Builtin(String),
 }
+
+/// Label of the optional head whose least-squares scores choose among the intents that no
+/// rule decided. Its scores only rank the intents; the `intent` head gives the probabilities.
+pub const RANKING_HEAD: &str = "intent_ranking";
 
 /// Labels that every model must have a head for.
 pub const REQUIRED_HEADS: &[&str] = &["language", "intent", "category", "urgency", "needs_human"];
@@ -142,7 +186,18 @@ impl Model {
             });
         }
         for head in &file.heads {
-            let expected = file.columns.len() * head.classes.len();
+            if let Some(&column) = head
+                .columns
+                .iter()
+                .find(|&&c| c as usize >= file.columns.len())
+            {
+                return Err(ModelError::HeadColumn {
+                    head: head.label.clone(),
+                    column,
+                    columns: file.columns.len(),
+                });
+            }
+            let expected = head.row_count(file.columns.len()) * head.classes.len();
             if head.weights.len() != expected || head.intercept.len() != head.classes.len() {
                 return Err(ModelError::Shape {
                     head: head.label.clone(),
@@ -168,31 +223,79 @@ impl Model {
             .enumerate()
             .map(|(row, bucket)| (*bucket, row as u32))
             .collect();
+        let n_columns = file.columns.len();
+        let heads = file
+            .heads
+            .into_iter()
+            .map(|head| {
+                let row_of_column = (!head.columns.is_empty()).then(|| {
+                    let mut map = vec![NO_ROW; n_columns];
+                    for (row, &column) in head.columns.iter().enumerate() {
+                        map[column as usize] = row as u32;
+                    }
+                    map
+                });
+                LoadedHead {
+                    file: head,
+                    row_of_column,
+                }
+            })
+            .collect();
         Ok(Model {
             model_version: file.model_version,
             rows,
             column_idf: file.column_idf,
-            heads: file.heads,
+            heads,
         })
+    }
+
+    /// Returns whether the model has a head named `label`.
+    pub fn has_head(&self, label: &str) -> bool {
+        self.heads.iter().any(|h| h.file.label == label)
+    }
+
+    /// Looks up and weighs the columns of `features` once, for any number of heads.
+    pub fn rows(&self, features: &[Feature]) -> Rows {
+        Rows(weigh(
+            features,
+            |bucket| self.rows.get(&bucket).map(|r| *r as usize),
+            &self.column_idf,
+        ))
     }
 
     /// Scores `features` with the head named `label`.
     pub fn predict(&self, label: &str, features: &[Feature]) -> Option<HeadOutput> {
-        let head = self.heads.iter().find(|h| h.label == label)?;
+        self.predict_rows(label, features, &self.rows(features))
+    }
+
+    /// Scores a message with the head named `label`, given its `features` and their
+    /// [`Model::rows`].
+    pub fn predict_rows(
+        &self,
+        label: &str,
+        features: &[Feature],
+        rows: &Rows,
+    ) -> Option<HeadOutput> {
+        let loaded = self.heads.iter().find(|h| h.file.label == label)?;
+        let head = &loaded.file;
         let n_classes = head.classes.len();
         let mut logits = head.intercept.clone();
-        let weighed = weigh(
-            features,
-            |bucket| self.rows.get(&bucket).map(|r| *r as usize),
-            &self.column_idf,
-        );
-        let mut known: Vec<(&Feature, f32, usize)> = Vec::with_capacity(weighed.len());
-        for (index, row, value) in weighed {
-            let row = row * n_classes;
+        let mut known: Vec<(&Feature, f32, usize)> = Vec::with_capacity(rows.0.len());
+        for &(index, column, value) in &rows.0 {
+            let row = match &loaded.row_of_column {
+                None => column,
+                Some(map) if map[column] != NO_ROW => map[column] as usize,
+                Some(_) => continue,
+            };
+            known.push((&features[index], value, row * n_classes));
+        }
+        if loaded.row_of_column.is_some() && !self.column_idf.is_empty() {
+            rescale(&mut known, |(_, value, _)| value);
+        }
+        for &(_, value, row) in &known {
             for (class, logit) in logits.iter_mut().enumerate() {
                 *logit += value * head.weights[row + class];
             }
-            known.push((&features[index], value, row));
         }
         let probabilities = softmax(&logits);
         let best = probabilities
@@ -218,14 +321,14 @@ impl Model {
     pub fn parameter_count(&self) -> usize {
         self.heads
             .iter()
-            .map(|h| h.weights.len() + h.intercept.len())
+            .map(|h| h.file.weights.len() + h.file.intercept.len())
             .sum()
     }
 }
 
 /// Returns the features of a message that have a column, as (index in `features`, row,
 /// value). With `idf`, one weight per row, each value is multiplied by its row's weight and the
-/// values are scaled to unit L2 norm again. With an empty `idf` the values stay as they are.
+/// values are scaled to unit L2 norm again, see [`rescale`]. With an empty `idf` the values stay as they are.
 /// Training and prediction both build their rows with this function.
 pub fn weigh(
     features: &[Feature],
@@ -242,14 +345,28 @@ pub fn weigh(
         })
         .collect();
     if !idf.is_empty() {
-        let norm = out.iter().map(|(_, _, v)| v * v).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            for (_, _, value) in &mut out {
-                *value /= norm;
-            }
-        }
+        rescale(&mut out, |(_, _, value)| value);
     }
     out
+}
+
+/// Scales `values` to unit L2 norm, unless they are all zero. With column weights, a head that
+/// covers a subset of the columns scales a message's values over its own columns again, in
+/// training and in prediction alike.
+pub fn rescale<T>(items: &mut [T], value: impl Fn(&mut T) -> &mut f32) {
+    let norm = items
+        .iter_mut()
+        .map(|item| {
+            let v = *value(item);
+            v * v
+        })
+        .sum::<f32>()
+        .sqrt();
+    if norm > 0.0 {
+        for item in items {
+            *value(item) /= norm;
+        }
+    }
 }
 
 fn softmax(logits: &[f32]) -> Vec<f32> {
@@ -273,6 +390,7 @@ mod tests {
         for label in REQUIRED_HEADS {
             heads.push(HeadFile {
                 label: (*label).to_string(),
+                columns: Vec::new(),
                 classes: vec!["a".into(), "b".into()],
                 intercept: vec![0.0, 0.0],
                 weights: vec![0.0, 5.0],
@@ -303,6 +421,58 @@ mod tests {
         assert_eq!(out.top_features[0].0, "x");
         let empty = model.predict("intent", &[]).unwrap();
         assert!((empty.probability("a") - 0.5).abs() < 1e-6);
+    }
+
+    /// A head with its own columns ignores the others and, with column weights, scales the
+    /// message's values over its own columns to unit norm.
+    #[test]
+    fn head_with_own_columns() {
+        let features: Vec<Feature> = ["drip", "leak"]
+            .iter()
+            .map(|word| Feature {
+                bucket: text::fnv1a(&[word.as_bytes()]) as u32 & 0xffff,
+                value: 0.6,
+                name: (*word).into(),
+            })
+            .collect();
+        let mut file = tiny_model();
+        file.columns = features.iter().map(|f| f.bucket).collect();
+        file.column_idf = vec![1.0, 1.0];
+        for head in &mut file.heads {
+            head.weights = vec![0.0, 1.0, 0.0, 0.0];
+        }
+        // The intent head has only the second column, whose weights favour neither class.
+        let intent = file.heads.iter_mut().find(|h| h.label == "intent").unwrap();
+        intent.columns = vec![1];
+        intent.weights = vec![0.0, 0.0];
+        let language = file
+            .heads
+            .iter_mut()
+            .find(|h| h.label == "language")
+            .unwrap();
+        language.columns = vec![0];
+        language.weights = vec![0.0, 1.0];
+        let model = Model::from_file(file.clone()).unwrap();
+        let rows = model.rows(&features);
+
+        let intent = model.predict_rows("intent", &features, &rows).unwrap();
+        assert!((intent.probability("a") - 0.5).abs() < 1e-6);
+        assert!(intent.top_features.is_empty());
+        // Alone in its head, "drip" has value 1 after scaling, not 1/√2.
+        let language = model.predict_rows("language", &features, &rows).unwrap();
+        let expected = 1.0 / (1.0 + (-1.0f32).exp());
+        assert!((language.probability("b") - expected).abs() < 1e-5);
+        assert_eq!(language.top_features[0].0, "drip");
+        // Every column: both count, at 1/√2 each.
+        let urgency = model.predict_rows("urgency", &features, &rows).unwrap();
+        let expected = 1.0 / (1.0 + (-(0.5f32.sqrt())).exp());
+        assert!((urgency.probability("b") - expected).abs() < 1e-5);
+
+        file.heads[0].columns = vec![2];
+        assert!(matches!(
+            Model::from_file(file),
+            Err(ModelError::HeadColumn { column: 2, .. })
+        ));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Training of the triage model on the labelled corpus: feature selection over the hashed
-//! n-grams, one multinomial logistic regression per head (linfa-logistic), k-fold
-//! cross-validation and the model card.
+//! n-grams, one multinomial logistic regression per head (linfa-logistic), a least-squares
+//! head that ranks the intents, k-fold cross-validation and the model card.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -8,12 +8,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use linfa::prelude::*;
+use linfa_linalg::cholesky::SolveCInplace as _;
 use linfa_logistic::MultiLogisticRegression;
 use ndarray::{Array1, Array2};
 
-use super::model::{weigh, HeadFile, Model, ModelFile, FORMAT_VERSION};
+use super::model::{rescale, weigh, HeadFile, Model, ModelFile, FORMAT_VERSION, RANKING_HEAD};
 use super::score::{self, Labels, Record, Scores};
 use super::{text, Classifier, Triage};
+
+/// Default L2 penalty of the intent ranking head.
+pub const DEFAULT_RANKING_ALPHA: f32 = 0.3;
 
 /// Settings of one training run.
 #[derive(Debug, Clone)]
@@ -23,8 +27,12 @@ pub struct TrainOptions {
     pub max_iterations: u64,
     /// A hash bucket needs this many training messages to get a column.
     pub min_df: usize,
-    /// At most this many columns, chosen by their chi-square association with a class.
+    /// The logistic regressions get at most this many columns, chosen by their chi-square
+    /// association with a class. The intent ranking head uses every column.
     pub max_columns: usize,
+    /// L2 penalty of the intent ranking head (on the squared error summed over messages), or
+    /// `None` for a model without that head.
+    pub ranking_alpha: Option<f32>,
     pub folds: usize,
     /// Share of the log class prior taken off the intent head's intercepts. The corpus has
     /// about four times more repair requests than any other intent, and without the
@@ -41,6 +49,7 @@ impl Default for TrainOptions {
             max_iterations: 150,
             min_df: 2,
             max_columns: 10000,
+            ranking_alpha: Some(DEFAULT_RANKING_ALPHA),
             folds: 5,
             intent_prior_correction: 0.5,
             idf: true,
@@ -101,39 +110,97 @@ pub fn train(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Mode
     let features: Vec<Vec<text::Feature>> =
         records.iter().map(|r| text::features(&r.text)).collect();
 
-    let columns = select_columns(records, &features, options);
+    // Buckets by rank. The logistic regressions take the best `max_columns`; the ranking head,
+    // whose training cost does not grow with the number of columns, takes them all.
+    let ranked = select_columns(records, &features, options);
+    let lr_count = ranked.len().min(options.max_columns);
+    let mut columns: Vec<u32> = match options.ranking_alpha {
+        Some(_) => ranked.clone(),
+        None => ranked[..lr_count].to_vec(),
+    };
+    columns.sort_unstable();
     let column_of: HashMap<u32, usize> = columns
         .iter()
         .enumerate()
         .map(|(i, bucket)| (*bucket, i))
         .collect();
+    // The logistic regressions' columns as positions in `columns`, empty when they are all.
+    let lr_columns: Vec<u32> = if lr_count < columns.len() {
+        let mut positions: Vec<u32> = ranked[..lr_count]
+            .iter()
+            .map(|b| column_of[b] as u32)
+            .collect();
+        positions.sort_unstable();
+        positions
+    } else {
+        Vec::new()
+    };
+    let mut lr_row_of = vec![None; columns.len()];
+    for (row, &column) in lr_columns.iter().enumerate() {
+        lr_row_of[column as usize] = Some(row);
+    }
+    let lr_width = if lr_columns.is_empty() {
+        columns.len()
+    } else {
+        lr_columns.len()
+    };
     let column_idf = if options.idf {
         inverse_document_frequency(&features, &column_of, columns.len())
     } else {
         Vec::new()
     };
+    let rows: Vec<Vec<(usize, f32)>> = features
+        .iter()
+        .map(|f| {
+            weigh(f, |b| column_of.get(&b).copied(), &column_idf)
+                .into_iter()
+                .map(|(_, column, value)| (column, value))
+                .collect()
+        })
+        .collect();
 
     let mut heads = Vec::new();
     for (label, target) in head_targets() {
-        let rows: Vec<usize> = (0..records.len())
+        let selected: Vec<usize> = (0..records.len())
             .filter(|&i| target(&records[i].labels).is_some())
             .collect();
-        let mut x = Array2::<f32>::zeros((rows.len(), columns.len()));
-        for (row, &i) in rows.iter().enumerate() {
-            let weighed = weigh(&features[i], |b| column_of.get(&b).copied(), &column_idf);
-            for (_, col, value) in weighed {
-                x[[row, col]] = value;
+        let mut x = Array2::<f32>::zeros((selected.len(), lr_width));
+        for (row, &i) in selected.iter().enumerate() {
+            let mut values: Vec<(usize, f32)> = if lr_columns.is_empty() {
+                rows[i].clone()
+            } else {
+                rows[i]
+                    .iter()
+                    .filter_map(|&(column, value)| Some((lr_row_of[column]?, value)))
+                    .collect()
+            };
+            if !lr_columns.is_empty() && options.idf {
+                rescale(&mut values, |(_, value)| value);
+            }
+            for (c, value) in values {
+                x[[row, c]] = value;
             }
         }
-        let y: Array1<String> = rows
+        let y: Array1<String> = selected
             .iter()
             .map(|&i| target(&records[i].labels).unwrap_or_default())
             .collect();
-        let mut head = fit_head(label, x, &y, columns.len(), options)?;
+        let mut head = fit_head(label, x, &y, lr_width, options)?;
+        head.columns = lr_columns.clone();
         if label == "intent" {
             correct_prior(&mut head, &y, options.intent_prior_correction);
         }
         heads.push(head);
+    }
+    if let Some(alpha) = options.ranking_alpha {
+        let intents: Vec<&str> = records.iter().map(|r| r.labels.intent.as_str()).collect();
+        heads.push(fit_ranking(
+            RANKING_HEAD,
+            &rows,
+            &intents,
+            columns.len(),
+            alpha,
+        )?);
     }
 
     Ok(ModelFile {
@@ -174,9 +241,9 @@ fn inverse_document_frequency(
         .collect()
 }
 
-/// Picks the hash buckets that get weights: those seen in at least `min_df` messages, ranked
-/// by their strongest chi-square association with a class of any head, at most `max_columns`.
-/// Ranking by frequency alone would keep character n-grams that occur under every class.
+/// Ranks the hash buckets seen in at least `min_df` messages by their strongest chi-square
+/// association with a class of any head, best first. Ranking by frequency alone would put
+/// first the character n-grams that occur under every class.
 fn select_columns(
     records: &[&Record],
     features: &[Vec<text::Feature>],
@@ -267,10 +334,7 @@ fn select_columns(
         .map(|((bucket, _), rank)| (**bucket, *rank))
         .collect();
     ranked.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
-    ranked.truncate(options.max_columns);
-    let mut columns: Vec<u32> = ranked.into_iter().map(|(bucket, _)| bucket).collect();
-    columns.sort_unstable();
-    columns
+    ranked.into_iter().map(|(bucket, _)| bucket).collect()
 }
 
 /// Chi-square statistic of the 2×2 table of a feature against a class: `with_class` messages
@@ -313,6 +377,7 @@ fn fit_head(
         // One class only: nothing to learn, the head always returns it.
         return Ok(HeadFile {
             label: label.to_string(),
+            columns: Vec::new(),
             classes: distinct.clone(),
             intercept: vec![0.0; distinct.len()],
             weights: vec![0.0; n_columns * distinct.len()],
@@ -328,9 +393,108 @@ fn fit_head(
     let round = |v: f32| (v * 1e4).round() / 1e4;
     Ok(HeadFile {
         label: label.to_string(),
+        columns: Vec::new(),
         classes: fitted.classes().to_vec(),
         intercept: fitted.intercept().iter().map(|v| round(*v)).collect(),
         weights: fitted.params().iter().map(|v| round(*v)).collect(),
+    })
+}
+
+/// Fits one least-squares regression per class on targets of +1 (the message has the class)
+/// and -1 (it has not), with an L2 penalty `alpha` and an unpenalised intercept: a ridge
+/// classifier. Its scores rank the classes but are not probabilities.
+///
+/// It is solved in the dual: with `n` messages, the weights are `Xᵀa` where `a` solves
+/// `(K + alpha·I) a = y` for the centred `n × n` Gram matrix `K` of the rows. That costs
+/// `n²` dot products of sparse rows and one Cholesky factorisation, whatever the number of
+/// columns, where the logistic regressions train on dense columns.
+fn fit_ranking(
+    label: &str,
+    rows: &[Vec<(usize, f32)>],
+    targets: &[&str],
+    n_columns: usize,
+    alpha: f32,
+) -> anyhow::Result<HeadFile> {
+    let mut classes: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+    classes.sort();
+    classes.dedup();
+    let n = rows.len();
+    let mut gram = Array2::<f64>::zeros((n, n));
+    let mut dense = vec![0.0f64; n_columns];
+    for i in 0..n {
+        for &(column, value) in &rows[i] {
+            dense[column] = f64::from(value);
+        }
+        for j in 0..=i {
+            let dot: f64 = rows[j]
+                .iter()
+                .map(|&(column, value)| dense[column] * f64::from(value))
+                .sum();
+            gram[[i, j]] = dot;
+            gram[[j, i]] = dot;
+        }
+        for &(column, _) in &rows[i] {
+            dense[column] = 0.0;
+        }
+    }
+    // Centring the columns of X centres the Gram matrix on both sides; the intercept then
+    // follows from the means.
+    let row_means: Vec<f64> = gram
+        .rows()
+        .into_iter()
+        .map(|r| r.mean().unwrap_or(0.0))
+        .collect();
+    let grand_mean = row_means.iter().sum::<f64>() / n as f64;
+    for i in 0..n {
+        for j in 0..n {
+            gram[[i, j]] += grand_mean - row_means[i] - row_means[j];
+        }
+        gram[[i, i]] += f64::from(alpha);
+    }
+    let mut y = Array2::<f64>::from_shape_fn((n, classes.len()), |(i, c)| {
+        if targets[i] == classes[c] {
+            1.0
+        } else {
+            -1.0
+        }
+    });
+    let y_means: Vec<f64> = y
+        .columns()
+        .into_iter()
+        .map(|c| c.mean().unwrap_or(0.0))
+        .collect();
+    for mut column in y.columns_mut() {
+        let mean = column.mean().unwrap_or(0.0);
+        column -= mean;
+    }
+    let dual = gram
+        .solvec_inplace(&mut y)
+        .with_context(|| format!("failed to fit the triage head '{label}'"))?;
+
+    let k = classes.len();
+    let mut weights = vec![0.0f64; n_columns * k];
+    for (i, row) in rows.iter().enumerate() {
+        for &(column, value) in row {
+            for c in 0..k {
+                weights[column * k + c] += dual[[i, c]] * f64::from(value);
+            }
+        }
+    }
+    // The mean row dotted with the weights is the mean over messages of `K a`, which the row
+    // means of the uncentred Gram matrix give.
+    let intercept: Vec<f32> = (0..k)
+        .map(|c| {
+            let mean_score: f64 = (0..n).map(|i| row_means[i] * dual[[i, c]]).sum();
+            (y_means[c] - mean_score) as f32
+        })
+        .collect();
+    let round = |v: f64| ((v * 1e5).round() / 1e5) as f32;
+    Ok(HeadFile {
+        label: label.to_string(),
+        columns: Vec::new(),
+        classes,
+        intercept,
+        weights: weights.into_iter().map(round).collect(),
     })
 }
 
@@ -419,8 +583,9 @@ pub fn card(facts: &CardFacts) -> String {
     let _ = writeln!(
         out,
         "The model built into `caretaker triage`: one multinomial logistic regression per \
-         label over hashed word and character n-grams, combined with the rules of \
-         `src/triage/rules/`. Written by `caretaker train-triage`; do not edit by hand.\n"
+         label over hashed word and character n-grams, a least-squares head that ranks the \
+         intents, and the rules of `src/triage/rules/`. Written by `caretaker train-triage`; \
+         do not edit by hand.\n"
     );
     let _ = writeln!(out, "- model version: `{}`", m.model_version);
     let _ = writeln!(out, "- file: `triage.json`, {} bytes", facts.model_bytes);
@@ -433,9 +598,10 @@ pub fn card(facts: &CardFacts) -> String {
          character {}- to {}-grams of each word padded with `<` and `>` and a question mark, \
          valued `weight × (1 + ln(count))` with weight {} for words, bigrams and the question \
          mark and 1 for character n-grams, scaled to unit L2 norm and hashed with 64-bit FNV-1a \
-         into 2^{} buckets. The {} buckets with weights are those seen in at least {} training \
-         messages with the strongest chi-square association with a class of any head, at most \
-         {}, each head taking its best-ranked buckets in turn.",
+         into 2^{} buckets. The model has a column for each of the {} buckets seen in at least {} \
+         training messages. The logistic regressions use at most {} of them: those with the \
+         strongest chi-square association with a class of any head, each head taking its \
+         best-ranked buckets in turn.",
         m.char_ngram_min,
         m.char_ngram_max,
         text::WORD_WEIGHT,
@@ -449,16 +615,28 @@ pub fn card(facts: &CardFacts) -> String {
             out,
             "\nEach column's value is multiplied by the column's inverse document frequency in \
              the training messages, `ln((1 + n) / (1 + df)) + 1`, and a message's columns are \
-             scaled to unit L2 norm again."
+             scaled to unit L2 norm again, over the columns that a head uses."
         );
     }
     let _ = writeln!(
         out,
         "\nTraining: `linfa-logistic` 0.8 multinomial logistic regression, L-BFGS, L2 penalty \
          alpha {} on the summed log-loss, at most {} iterations. The intent head's intercepts \
-         are lowered by {} × ln(class prior) after fitting. Heads and classes:\n",
+         are lowered by {} × ln(class prior) after fitting.",
         facts.options.alpha, facts.options.max_iterations, facts.options.intent_prior_correction
     );
+    if let Some(alpha) = facts.options.ranking_alpha {
+        let _ = writeln!(
+            out,
+            "\nThe `{RANKING_HEAD}` head is a ridge classifier over every column: one \
+             least-squares regression per intent on targets +1 and -1, L2 penalty alpha {alpha} \
+             on the summed squared error, solved exactly in the dual (Cholesky factorisation of \
+             the Gram matrix, `linfa-linalg`). Among the intents that no rule decided it picks \
+             the one with the highest score, and the `intent` head gives that intent's \
+             probability."
+        );
+    }
+    let _ = writeln!(out, "\nHeads and classes:\n");
     for head in &m.heads {
         let _ = writeln!(out, "- `{}`: {}", head.label, head.classes.join(", "));
     }
@@ -608,6 +786,58 @@ mod tests {
         assert_eq!(triage.intent, "maintenance_request");
         let triage = classifier.classify("please explain my deposit payment");
         assert_eq!(triage.intent, "rent_payment");
+    }
+
+    /// The dual solution must equal ridge regression solved in the primal, with centred
+    /// columns: `(XcᵀXc + alpha·I) w = Xcᵀ yc` and `b = mean(y) - mean(x)·w`.
+    #[test]
+    fn ranking_head_matches_primal_ridge() {
+        let rows: Vec<Vec<(usize, f32)>> = vec![
+            vec![(0, 0.6), (2, 0.8)],
+            vec![(1, 1.0)],
+            vec![(0, 0.5), (1, 0.5), (3, 0.7)],
+            vec![(2, 0.3), (3, 0.9)],
+            vec![(0, 1.0)],
+            vec![(1, 0.4), (2, 0.9)],
+        ];
+        let targets = ["a", "b", "a", "c", "a", "b"];
+        let alpha = 0.3;
+        let head = fit_ranking("r", &rows, &targets, 4, alpha).unwrap();
+        assert_eq!(head.classes, ["a", "b", "c"]);
+
+        let n = rows.len();
+        let mut x = Array2::<f64>::zeros((n, 4));
+        for (i, row) in rows.iter().enumerate() {
+            for &(c, v) in row {
+                x[[i, c]] = f64::from(v);
+            }
+        }
+        let x_mean = x.mean_axis(ndarray::Axis(0)).unwrap();
+        let xc = &x - &x_mean;
+        for (k, class) in head.classes.iter().enumerate() {
+            let y: Array1<f64> = targets
+                .iter()
+                .map(|t| if t == class { 1.0 } else { -1.0 })
+                .collect();
+            let y_mean = y.mean().unwrap();
+            let mut a = xc.t().dot(&xc) + Array2::<f64>::eye(4) * f64::from(alpha);
+            let mut rhs = xc.t().dot(&(&y - y_mean)).insert_axis(ndarray::Axis(1));
+            let w = a.solvec_inplace(&mut rhs).unwrap().column(0).to_owned();
+            for c in 0..4 {
+                let got = f64::from(head.weights[c * 3 + k]);
+                assert!(
+                    (got - w[c]).abs() < 1e-4,
+                    "class {class} column {c}: {got} vs {}",
+                    w[c]
+                );
+            }
+            let b = y_mean - x_mean.dot(&w);
+            let got = f64::from(head.intercept[k]);
+            assert!(
+                (got - b).abs() < 1e-4,
+                "class {class} intercept: {got} vs {b}"
+            );
+        }
     }
 
     #[test]
