@@ -4,8 +4,9 @@
 //!
 //! Usage: `cargo bench --bench triage_quality [-- --folds K] [-- --no-cv]`. The options
 //! `--alpha A`, `--max-columns N`, `--max-iterations N`, `--min-df N`,
-//! `--prior-correction S`, `--ranking-alpha A`, `--no-ranking` and `--no-idf` change the training settings of the cross-validation
-//! only, for choosing them; the built-in model keeps its own. The corpus is read from
+//! `--prior-correction S`, `--ranking-alpha A`, `--no-ranking` and `--no-idf` change the
+//! training settings of the cross-validation only, for choosing them; the built-in model keeps
+//! its own. The corpus is read from
 //! `$CARETAKER_TRIAGE_CORPUS`, a path relative to the repository root (default
 //! `corpus/triage`). The example set is read from `$CARETAKER_DATASETS/triage/examples.jsonl`
 //! (default `../shared/datasets`, beside the repository). Each prediction file is cross-checked

@@ -321,6 +321,13 @@ fn prob(head: &Option<HeadOutput>, class: &str) -> f32 {
 /// allowed classes.
 fn best(head: &Option<HeadOutput>, allowed: impl Fn(&str) -> bool) -> Option<(String, f32)> {
     let head = head.as_ref()?;
+    let (class, _) = head.best_where(&allowed)?;
+    Some((class.to_string(), renormalised(head, class, allowed)))
+}
+
+/// Returns the probability of `class` divided by the total probability of the `allowed`
+/// classes, or 0 when that total is 0.
+fn renormalised(head: &HeadOutput, class: &str, allowed: impl Fn(&str) -> bool) -> f32 {
     let total: f32 = head
         .classes
         .iter()
@@ -328,8 +335,11 @@ fn best(head: &Option<HeadOutput>, allowed: impl Fn(&str) -> bool) -> Option<(St
         .filter(|(c, _)| allowed(c))
         .map(|(_, p)| p)
         .sum();
-    let (class, p) = head.best_where(allowed)?;
-    Some((class.to_string(), if total > 0.0 { p / total } else { 0.0 }))
+    if total > 0.0 {
+        head.probability(class) / total
+    } else {
+        0.0
+    }
 }
 
 /// Picks the intent of a message that is no emergency, with its probability renormalised over
@@ -345,16 +355,10 @@ fn choose_intent(
         return best(intent_head, not_emergency);
     };
     let (class, _) = ranking.best_where(not_emergency)?;
-    let total: f32 = intent_head.as_ref().map_or(0.0, |h| {
-        h.classes
-            .iter()
-            .zip(&h.probabilities)
-            .filter(|(c, _)| not_emergency(c))
-            .map(|(_, p)| p)
-            .sum()
-    });
-    let p = prob(intent_head, class);
-    Some((class.to_string(), if total > 0.0 { p / total } else { 0.0 }))
+    let p = intent_head
+        .as_ref()
+        .map_or(0.0, |h| renormalised(h, class, not_emergency));
+    Some((class.to_string(), p))
 }
 
 /// Picks the urgency of a repair among `allowed`: the model decides, and a cue of an urgent
@@ -378,6 +382,9 @@ fn choose_urgency(
 
 /// Describes the ranking head's choice and its strongest features, without its scores, which
 /// are not probabilities.
+///
+/// NOTE: the strongest features are those of the head's best class over every intent. When
+/// that class is `emergency`, they do not explain the `class` shown, which excludes it.
 fn ranking_json(head: &HeadOutput) -> Value {
     json!({
         "class": head.best_where(|c| c != "emergency").map(|(c, _)| c),
@@ -412,7 +419,7 @@ mod tests {
     }
 
     #[test]
-    fn ranking_head_chooses_and_intent_head_gives_probability() {
+    fn ranking_head_chooses_intent() {
         let classes = ["complaint", "emergency", "maintenance_request"];
         let intent = output(&classes, &[0.3, 0.2, 0.5]);
         // The ranking's best is `emergency`, which it may not choose; then `complaint`.

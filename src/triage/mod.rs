@@ -36,8 +36,8 @@ const BUILTIN_MODEL_DEFLATE: &[u8] =
 /// Size of the built-in model inside the binary, compressed, in bytes.
 pub const BUILTIN_MODEL_COMPRESSED_BYTES: usize = BUILTIN_MODEL_DEFLATE.len();
 
-/// Largest model JSON that loading the built-in model inflates; the model's size target is
-/// 10 MB.
+/// Largest model JSON that loading the built-in model inflates. Models stay under 10 MB, so
+/// only a damaged binary reaches this limit.
 const MAX_MODEL_JSON_BYTES: usize = 64 * 1024 * 1024;
 
 /// Returns the JSON of the model built into the binary.
@@ -46,8 +46,8 @@ pub fn builtin_model_json() -> Result<String, ModelError> {
         BUILTIN_MODEL_DEFLATE,
         MAX_MODEL_JSON_BYTES,
     )
-    .map_err(|e| ModelError::Builtin(format!("cannot inflate it: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| ModelError::Builtin(format!("it is not UTF-8: {e}")))
+    .map_err(|e| ModelError::Builtin(format!("failed to inflate it: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| ModelError::Builtin(format!("it is invalid UTF-8: {e}")))
 }
 
 /// The decision for one message: the label schema's fields, a confidence and an explanation.

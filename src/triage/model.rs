@@ -6,14 +6,15 @@
 //! cover a subset of the model's columns.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::text::{self, Feature};
 
 /// Version of the file layout that training writes. Version 2 added `column_idf` and version 3
-/// a head's own `columns`; a build that reads an older version would ignore them and score
-/// the columns wrongly.
+/// a head's own `columns`. A build that reads only older versions would ignore these fields and
+/// score the columns wrongly.
 pub const FORMAT_VERSION: u32 = 3;
 /// Oldest version this build reads: version 1 is version 2 without `column_idf`.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -73,14 +74,14 @@ pub struct Model {
 #[derive(Debug, Clone)]
 struct LoadedHead {
     file: HeadFile,
-    /// For each model column, the head's weight row, or `NO_ROW`; `None` when the head covers
-    /// every column in model order.
-    row_of_column: Option<Vec<u32>>,
+    /// For each model column, the head's weight row or `NO_ROW`. `None` when the head covers
+    /// every column in model order. Heads with the same columns share one map.
+    row_of_column: Option<Arc<Vec<u32>>>,
 }
 
 const NO_ROW: u32 = u32::MAX;
 
-/// The features of one message that have a model column, weighed as in training; see
+/// The features of one message that have a model column, weighed as in training by
 /// [`Model::rows`].
 #[derive(Debug, Clone)]
 pub struct Rows(Vec<(usize, usize, f32)>);
@@ -224,34 +225,35 @@ impl Model {
             .map(|(row, bucket)| (*bucket, row as u32))
             .collect();
         let n_columns = file.columns.len();
-        let heads = file
-            .heads
-            .into_iter()
-            .map(|head| {
-                let row_of_column = (!head.columns.is_empty()).then(|| {
-                    let mut map = vec![NO_ROW; n_columns];
-                    for (row, &column) in head.columns.iter().enumerate() {
-                        map[column as usize] = row as u32;
-                    }
-                    map
-                });
-                LoadedHead {
-                    file: head,
-                    row_of_column,
+        // The logistic regressions all use the same subset, so its map is built once.
+        let mut maps: Vec<(Vec<u32>, Arc<Vec<u32>>)> = Vec::new();
+        let mut heads = Vec::with_capacity(file.heads.len());
+        for mut head in file.heads {
+            let columns = std::mem::take(&mut head.columns);
+            let row_of_column = if columns.is_empty() {
+                None
+            } else if let Some((_, map)) = maps.iter().find(|(c, _)| *c == columns) {
+                Some(Arc::clone(map))
+            } else {
+                let mut map = vec![NO_ROW; n_columns];
+                for (row, &column) in columns.iter().enumerate() {
+                    map[column as usize] = row as u32;
                 }
-            })
-            .collect();
+                let map = Arc::new(map);
+                maps.push((columns, Arc::clone(&map)));
+                Some(map)
+            };
+            heads.push(LoadedHead {
+                file: head,
+                row_of_column,
+            });
+        }
         Ok(Model {
             model_version: file.model_version,
             rows,
             column_idf: file.column_idf,
             heads,
         })
-    }
-
-    /// Returns whether the model has a head named `label`.
-    pub fn has_head(&self, label: &str) -> bool {
-        self.heads.iter().any(|h| h.file.label == label)
     }
 
     /// Looks up and weighs the columns of `features` once, for any number of heads.
@@ -328,7 +330,8 @@ impl Model {
 
 /// Returns the features of a message that have a column, as (index in `features`, row,
 /// value). With `idf`, one weight per row, each value is multiplied by its row's weight and the
-/// values are scaled to unit L2 norm again, see [`rescale`]. With an empty `idf` the values stay as they are.
+/// values are scaled to unit L2 norm again by [`rescale`]. With an empty `idf` the values stay
+/// as they are.
 /// Training and prediction both build their rows with this function.
 pub fn weigh(
     features: &[Feature],
@@ -350,9 +353,9 @@ pub fn weigh(
     out
 }
 
-/// Scales `values` to unit L2 norm, unless they are all zero. With column weights, a head that
-/// covers a subset of the columns scales a message's values over its own columns again, in
-/// training and in prediction alike.
+/// Scales the values that `value` selects in `items` to unit L2 norm, unless they are all zero.
+/// With column weights, a head that covers a subset of the columns scales a message's values
+/// over its own columns again, in training and in prediction alike.
 pub fn rescale<T>(items: &mut [T], value: impl Fn(&mut T) -> &mut f32) {
     let norm = items
         .iter_mut()
@@ -426,7 +429,7 @@ mod tests {
     /// A head with its own columns ignores the others and, with column weights, scales the
     /// message's values over its own columns to unit norm.
     #[test]
-    fn head_with_own_columns() {
+    fn head_own_columns_rescaled() {
         let features: Vec<Feature> = ["drip", "leak"]
             .iter()
             .map(|word| Feature {

@@ -112,7 +112,7 @@ pub fn train(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Mode
 
     // Buckets by rank. The logistic regressions take the best `max_columns`; the ranking head,
     // whose training cost does not grow with the number of columns, takes them all.
-    let ranked = select_columns(records, &features, options);
+    let ranked = rank_columns(records, &features, options);
     let lr_count = ranked.len().min(options.max_columns);
     let mut columns: Vec<u32> = match options.ranking_alpha {
         Some(_) => ranked.clone(),
@@ -244,7 +244,7 @@ fn inverse_document_frequency(
 /// Ranks the hash buckets seen in at least `min_df` messages by their strongest chi-square
 /// association with a class of any head, best first. Ranking by frequency alone would put
 /// first the character n-grams that occur under every class.
-fn select_columns(
+fn rank_columns(
     records: &[&Record],
     features: &[Vec<text::Feature>],
     options: &TrainOptions,
@@ -463,9 +463,8 @@ fn fit_ranking(
         .into_iter()
         .map(|c| c.mean().unwrap_or(0.0))
         .collect();
-    for mut column in y.columns_mut() {
-        let mean = column.mean().unwrap_or(0.0);
-        column -= mean;
+    for (mut column, mean) in y.columns_mut().into_iter().zip(&y_means) {
+        column -= *mean;
     }
     let dual = gram
         .solvec_inplace(&mut y)
@@ -488,6 +487,8 @@ fn fit_ranking(
             (y_means[c] - mean_score) as f32
         })
         .collect();
+    // Five decimals, one more than the logistic regressions, because these weights are smaller
+    // (a median of about 0.04 against 0.06 to 0.28 in the model of 3,279 messages).
     let round = |v: f64| ((v * 1e5).round() / 1e5) as f32;
     Ok(HeadFile {
         label: label.to_string(),
