@@ -43,6 +43,7 @@ const FIRE_HARMLESS: &str = concat!(
     r"drills?|safety|blankets?|hatch|inspection|code|regulations|station|",
     r"service|brigade|lane|lanes|route|hazard|risk)\b|\bfireplace|",
     r"\bfire (?:hose|pit|reel)|\bbraender (?:ikke|paa|for|ujaevnt|fint|",
+    r"alt paa|maden paa|det hele paa|",
     r"normalt|sig)\b|\bburn (?:myself|yourself|oneself|my)\b|",
     r"\bbraender(?:e)? inde\b|\bpaa brand\b"
 );
@@ -182,7 +183,8 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                 r"oversvoem\w*)\w*(?: \w+)?|\b(?:old|tidligere|last year|sidste aar|was|",
                 r"var) (?:\w+ ){0,2}(?:flood|oversvoem)\w*|\bflood ?light\w*|",
                 r"\bfosser? ned (?:af|fra) (?:himlen|regnen)|\b(?:bubble|boble|burst of|",
-                r"bursting with)\b"
+                r"bursting with)\b|\b(?:lukke\w*|lukker|shut\w*|turn\w*) (?:\w+ ){0,2}",
+                r"(?:for vand\w*|off (?:\w+ )?water)\b"
             )),
             None,
         ),
@@ -203,7 +205,7 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
             "plumbing",
             Some(concat!(
                 r"\b(?:loeber over|flyder over|keeps rising|stiger og stiger|stiger stadig|",
-                r"vand\w* (?:\w+ ){0,3}stiger) (?:\w+ ){0,6}(?:naar|when)\b"
+                r"vand\w* (?:\w+ ){0,3}stiger) (?:\w+ ){0,6}(?:naar|when|hver gang|every time)\b"
             )),
             Some(concat!(
                 r"\b(?:water|vand\w*|toilet\w*|wc|drain|afloeb\w*|kloak\w*|sink|bathtub|",
@@ -305,7 +307,9 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                 concat!(
                     r"\b(?:break in|broken in|broken into|broke in|broke into|breaking in|",
                     r"burglar\w*|burgled|indbrud\w*|brudt ind|brudt (?:\w+ ){1,2}op|",
-                    r"kicked open|smashed open|",
+                    r"kicked open|smashed open|(?:smashed|smadret|knust) (?:\w+ ){0,5}",
+                    r"(?:(?:main|front|entrance) (?:entrance )?doors?|hoveddoer\w*|",
+                    r"opgangsdoer\w*|indgangsdoer\w*|gadedoer\w*)|",
                     r"sparket op|sparket ind|kicked in|smashed in|bashed in|forced open|",
                     r"drilled out|boret ud|(?:entrance|front|main|hoveddoer\w*|",
                     r"opgangsdoer\w*|indgangsdoer\w*|gadedoer\w*|entredoer\w*|staaldoer\w*|",
@@ -336,8 +340,9 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                 r"falder|styrtet)\b|\b(?:ceiling|loft\w*) (?:\w+ ){0,4}(?:sagging|",
                 r"bulging|bugner|buler|haenger ned|giving way|give way|tearing|",
                 r"starting to tear)\b|\b(?:falde sammen|falder sammen|falling apart|",
-                r"styrte sammen|separating from|give way|come loose and|",
-                r"kommet loes og)\b|\b(?:beton\w*|concrete|puds\w*|plaster|chunks?|",
+                r"styrte sammen|separating from|give way)\b|",
+                r"\b(?:come loose and|kommet loes og) (?:\w+ ){0,2}(?:fallen|fell|falling|",
+                r"dropped|faldet|falder|styrtet)\b|\b(?:beton\w*|concrete|puds\w*|plaster|chunks?|",
                 r"railing|raekvaerk\w*) (?:\w+ ){0,6}(?:fallen|fell|faldet|falder ned|",
                 r"broke off|brudt af)\b|\b(?:glasstykker|glass|rude|ruden|window|",
                 r"vindue\w*) (?:\w+ ){0,6}(?:fallen out|fell out|faldet ud|fallen|",
@@ -1123,6 +1128,16 @@ mod tests {
                 "doors_locks",
             ),
             ("It stinks of gas on the landing", "en", "gas"),
+            (
+                "Someone has smashed the glass in the main entrance door and it is hanging open",
+                "en",
+                "doors_locks",
+            ),
+            (
+                "Nogen har smadret ruden i hoveddøren i nat",
+                "da",
+                "doors_locks",
+            ),
             ("Der er en kraftig gas lugt i koekkenet", "da", "gas"),
             ("Something is burning in the basement", "en", "fire_safety"),
             ("Det braender i kaelderrummet", "da", "fire_safety"),
@@ -1395,6 +1410,19 @@ mod tests {
             (
                 "The lift stops between floors and jumps, nobody was inside",
                 "en",
+            ),
+            ("Ovnen brænder alt på, selv ved 150 grader", "da"),
+            (
+                "Skal der lukkes for vandet i hele opgangen, når opvaskemaskinen monteres?",
+                "da",
+            ),
+            (
+                "The tile next to the bath has come loose and I don't want to pay for it",
+                "en",
+            ),
+            (
+                "Vandet stiger op i toilettet hver gang vaskemaskinen tømmer ud",
+                "da",
             ),
         ];
         for (text, language) in cases {
