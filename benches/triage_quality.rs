@@ -1,6 +1,6 @@
 //! Triage quality benchmark. It scores the built-in model on the corpus test split, by k-fold
-//! cross-validation on the corpus train split, and on the example set of the shared datasets,
-//! each separately. Then it measures speed per message, model size and classifier memory.
+//! cross-validation on the corpus train split, on the boundary set and on the example set of the
+//! shared datasets, each separately. Then it measures speed per message, model size and classifier memory.
 //!
 //! Usage: `cargo bench --bench triage_quality [-- --folds K] [-- --no-cv]`. The options
 //! `--alpha A`, `--max-columns N`, `--max-iterations N`, `--min-df N`,
@@ -8,7 +8,8 @@
 //! training settings of the cross-validation only, for choosing them; the built-in model keeps
 //! its own. The corpus is read from
 //! `$CARETAKER_TRIAGE_CORPUS`, a path relative to the repository root (default
-//! `corpus/triage`). The example set is read from `$CARETAKER_DATASETS/triage/examples.jsonl`
+//! `corpus/triage`), the boundary set from `$CARETAKER_TRIAGE_BOUNDARY` (default
+//! `corpus/triage-boundary`; skipped when that folder is missing). The example set is read from `$CARETAKER_DATASETS/triage/examples.jsonl`
 //! (default `../shared/datasets`, beside the repository). Each prediction file is cross-checked
 //! with `python3 $CARETAKER_DATASETS/../tools/triage_score.py GOLD PRED` when that script exists.
 //! Prints the figures and writes them as JSON to `target/bench/triage.json`. Without the
@@ -114,6 +115,20 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         .iter()
         .filter(|r| r.split.as_deref() == Some("test"))
         .collect();
+    let boundary_dir = repo.join(
+        std::env::var_os("CARETAKER_TRIAGE_BOUNDARY")
+            .map_or_else(|| "corpus/triage-boundary".into(), PathBuf::from),
+    );
+    let boundary = if boundary_dir.is_dir() {
+        train::load_corpus(&boundary_dir)?
+    } else {
+        eprintln!(
+            "no boundary set at {}; set CARETAKER_TRIAGE_BOUNDARY",
+            boundary_dir.display()
+        );
+        Vec::new()
+    };
+    let boundary: Vec<&Record> = boundary.iter().collect();
     let examples_path = datasets.join("triage/examples.jsonl");
     let (examples, bad) = score::read_records(&examples_path).with_context(|| {
         format!(
@@ -141,6 +156,10 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
         sets.push(("cv", train_split.clone(), predictions));
+    }
+    if !boundary.is_empty() {
+        let (_, predictions) = train::evaluate(&classifier, &boundary);
+        sets.push(("boundary", boundary.clone(), predictions));
     }
     let (_, example_predictions) = train::evaluate(&classifier, &examples);
     sets.push(("examples", examples.clone(), example_predictions));
