@@ -603,6 +603,9 @@ pub fn emergencies(text: &str, language: &str) -> (Vec<Emergency>, Vec<Dismissed
         found.extend(break_in_across_sentences(text));
     }
     if found.is_empty() && !resolved {
+        found.extend(gas_smelled_in_later_clause(text));
+    }
+    if found.is_empty() && !resolved {
         found.extend(water_that_cannot_be_stopped(text));
     }
     if found.is_empty() && !resolved {
@@ -778,6 +781,34 @@ fn break_in_across_sentences(text: &str) -> Option<Emergency> {
     })
 }
 
+static GAS: LazyLock<Regex> = LazyLock::new(|| regex(r"\bgas\w*\b"));
+/// A smell referred to by a pronoun: "we smell it again", "vi kan lugte den".
+static SMELL_IT: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:smell|smelling|smelt|smelled) it\b|\b(?:kan lugte|lugte|lugter) ",
+        r"(?:den|det) (?:igen|stadig|nu|tydeligt|kraftigt)\b"
+    ))
+});
+
+/// Finds a gas smell whose clause names the gas only by a pronoun, after an earlier clause that
+/// names it: "they said the gas was safe, but we smell it again".
+fn gas_smelled_in_later_clause(text: &str) -> Option<Emergency> {
+    let parts = clauses(text);
+    let first_gas = parts.iter().position(|c| GAS.is_match(c))?;
+    let smell = parts[first_gas + 1..].iter().find_map(|c| {
+        let m = SMELL_IT.find(c)?;
+        let before = after_last_conjunction(&c[..m.start()]);
+        (!NEGATED_MATCH.is_match(before) && !HYPOTHETICAL.is_match(c)).then(|| m.as_str())
+    })?;
+    Some(Emergency {
+        fired: Fired {
+            rule: "gas smell",
+            matched: format!("{}; {smell}", GAS.find(&parts[first_gas])?.as_str()),
+        },
+        category: "gas",
+    })
+}
+
 /// A lift shaft that people can see or fall into.
 static SHAFT_EXPOSED: LazyLock<Regex> = LazyLock::new(|| {
     regex(concat!(
@@ -900,7 +931,7 @@ static NO_HEAT: LazyLock<Regex> = LazyLock::new(|| {
     regex(concat!(
         r"\b(?:no heat\w*|without heat\w*|ingen varme|uden varme|",
         r"radiators? (?:\w+ ){0,2}(?:stone )?cold|kolde radiatorer|",
-        r"radiator\w* (?:\w+ ){0,3}kold\w*|heating (?:\w+ ){0,3}(?:off|out|",
+        r"radiator\w* (?:\w+ ){0,3}kold\w*|heating (?:\w+ ){0,5}(?:off|out|",
         r"not working|doesnt work|stopped|broken|gone|dead|failed)|",
         r"varmen (?:\w+ ){0,2}(?:gaaet|virker ikke|slaaet fra|vaek|doed|ude)|",
         r"varme\w* (?:\w+ ){0,2}(?:gaaet|vaek)|ikke (?:\w+ ){0,2}varme|",
@@ -1128,6 +1159,22 @@ mod tests {
                 "doors_locks",
             ),
             ("It stinks of gas on the landing", "en", "gas"),
+            (
+                "They said the gas was safe but we smell it again in the kitchen",
+                "en",
+                "gas",
+            ),
+            (
+                "Gasmanden var her i går. Men vi kan lugte den igen i køkkenet",
+                "en",
+                "gas",
+            ),
+            (
+                "Our baby is 3 weeks old and the heating in the flat has been out since \
+                 last night, it is below zero outside",
+                "en",
+                "heating",
+            ),
             (
                 "Someone has smashed the glass in the main entrance door and it is hanging open",
                 "en",
@@ -1412,6 +1459,10 @@ mod tests {
                 "en",
             ),
             ("Ovnen brænder alt på, selv ved 150 grader", "da"),
+            (
+                "The gas fitter checked the hob. But we can't smell it any more",
+                "en",
+            ),
             (
                 "Skal der lukkes for vandet i hele opgangen, når opvaskemaskinen monteres?",
                 "da",
