@@ -1,6 +1,7 @@
 //! Triage quality benchmark. It scores the built-in model on the corpus test split, by k-fold
 //! cross-validation on the corpus train split, on the boundary set and on the example set of the
-//! shared datasets, each separately. Then it measures speed per message, model size and classifier memory.
+//! shared datasets, each separately. Then it measures speed per message, model size and
+//! classifier memory.
 //!
 //! Usage: `cargo bench --bench triage_quality [-- --folds K] [-- --no-cv]`. The options
 //! `--alpha A`, `--max-columns N`, `--max-iterations N`, `--min-df N`,
@@ -8,8 +9,9 @@
 //! training settings of the cross-validation only, for choosing them; the built-in model keeps
 //! its own. The corpus is read from
 //! `$CARETAKER_TRIAGE_CORPUS`, a path relative to the repository root (default
-//! `corpus/triage`), the boundary set from `$CARETAKER_TRIAGE_BOUNDARY` (default
-//! `corpus/triage-boundary`; skipped when that folder is missing). The example set is read from `$CARETAKER_DATASETS/triage/examples.jsonl`
+//! `corpus/triage`), and the boundary set from `$CARETAKER_TRIAGE_BOUNDARY` (default
+//! `corpus/triage-boundary`, skipped when that folder is missing). The example set is read from
+//! `$CARETAKER_DATASETS/triage/examples.jsonl`
 //! (default `../shared/datasets`, beside the repository). Each prediction file is cross-checked
 //! with `python3 $CARETAKER_DATASETS/../tools/triage_score.py GOLD PRED` when that script exists.
 //! Prints the figures and writes them as JSON to `target/bench/triage.json`. Without the

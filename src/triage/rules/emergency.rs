@@ -782,7 +782,7 @@ fn break_in_across_sentences(text: &str) -> Option<Emergency> {
 }
 
 static GAS: LazyLock<Regex> = LazyLock::new(|| regex(r"\bgas\w*\b"));
-/// A smell referred to by a pronoun: "we smell it again", "vi kan lugte den".
+/// A smell whose source is only a pronoun: "we smell it again", "vi kan lugte den igen".
 static SMELL_IT: LazyLock<Regex> = LazyLock::new(|| {
     regex(concat!(
         r"\b(?:smell|smelling|smelt|smelled) it\b|\b(?:kan lugte|lugte|lugter) ",
@@ -794,7 +794,10 @@ static SMELL_IT: LazyLock<Regex> = LazyLock::new(|| {
 /// names it: "they said the gas was safe, but we smell it again".
 fn gas_smelled_in_later_clause(text: &str) -> Option<Emergency> {
     let parts = clauses(text);
-    let first_gas = parts.iter().position(|c| GAS.is_match(c))?;
+    let (first_gas, gas) = parts
+        .iter()
+        .enumerate()
+        .find_map(|(i, c)| GAS.find(c).map(|m| (i, m.as_str())))?;
     let smell = parts[first_gas + 1..].iter().find_map(|c| {
         let m = SMELL_IT.find(c)?;
         let before = after_last_conjunction(&c[..m.start()]);
@@ -803,7 +806,7 @@ fn gas_smelled_in_later_clause(text: &str) -> Option<Emergency> {
     Some(Emergency {
         fired: Fired {
             rule: "gas smell",
-            matched: format!("{}; {smell}", GAS.find(&parts[first_gas])?.as_str()),
+            matched: format!("{gas}; {smell}"),
         },
         category: "gas",
     })
@@ -1166,7 +1169,7 @@ mod tests {
             ),
             (
                 "Gasmanden var her i går. Men vi kan lugte den igen i køkkenet",
-                "en",
+                "da",
                 "gas",
             ),
             (
