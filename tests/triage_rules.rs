@@ -357,3 +357,21 @@ fn detector_request_has_message_fields() {
     assert!(t.pii.is_empty());
     assert_eq!(t.explanation["detector"], "trend");
 }
+
+#[test]
+fn heating_outage_is_urgent_unless_someone_is_vulnerable() {
+    let urgent = [
+        "The heating has been off since this morning and it's minus 5 outside. Please come today.",
+        "Ingen varme i lejligheden, og det fryser udenfor. Kan I komme i dag?",
+    ];
+    for text in urgent {
+        let t = classify(text);
+        assert_eq!(t.intent, "maintenance_request", "intent of: {text}");
+        assert_eq!(t.urgency, "urgent", "urgency of: {text}");
+    }
+    let t = classify(
+        "The heating has been off since this morning, it's minus 5 and my baby is 3 weeks old",
+    );
+    assert_eq!(t.intent, "emergency");
+    assert_eq!(t.category.as_deref(), Some("heating"));
+}

@@ -116,7 +116,20 @@ pub fn classify(model: &Model, text: &str) -> Triage {
         confidence = 0.0;
     } else {
         let p_emergency = prob(&intent_head, "emergency");
-        let model_emergency = p_emergency >= MODEL_EMERGENCY_MIN && !denied && dismissed.is_empty();
+        let mut model_emergency =
+            p_emergency >= MODEL_EMERGENCY_MIN && !denied && dismissed.is_empty();
+        if model_emergency && best(&category_head, |_| true).is_some_and(|(c, _)| c == "heating") {
+            // The model reads a cold flat as an emergency, but without a vulnerable person
+            // a heating outage is urgent.
+            if let Some(outage) = rules::heating_outage_without_vulnerable_person(text) {
+                model_emergency = false;
+                explanation.dismissed.push(json!({
+                    "rule": "model emergency",
+                    "matched": outage.matched,
+                    "reason": outage.rule,
+                }));
+            }
+        }
         let (chosen, p) = if model_emergency {
             ("emergency".to_string(), p_emergency)
         } else {

@@ -45,7 +45,9 @@ const FIRE_HARMLESS: &str = concat!(
     r"\bfire (?:hose|pit|reel)|\bbraender (?:ikke|paa|for|ujaevnt|fint|",
     r"alt paa|maden paa|det hele paa|",
     r"normalt|sig)\b|\bburn (?:myself|yourself|oneself|my)\b|",
-    r"\bbraender(?:e)? inde\b|\bpaa brand\b"
+    r"\bbraender(?:e)? inde\b|\bpaa brand\b|",
+    r"\b(?:flames?|flammer\w*|flammen) (?:\w+ ){0,4}(?:burns?|burning|braender) ",
+    r"(?:\w+ )?(?:yellow|orange|blue|red|uneven\w*|gul\w*|blaa\w*|roed\w*)\b"
 );
 
 /// Words in a clause that put its fire words on a candle or a gas flame.
@@ -115,6 +117,7 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                 r"overboen|de|han|hun|folk|beboere\w*) (?:\w+ )?(?:ryger|griller)\b|",
                 r"\bryger paa|\brygning|\brygere|\bgriller|\bpopcorn|\bbranket|",
                 r"\bfire pit|\bbaalfad|\bbaal\b|\bbonfire|\bparty|\bfest\b|",
+                r"\bwood ?(?:stove|burner)s?\b|\bbraendeovn\w*|",
                 r"\bset off the smoke alarm|\bsmoke is gone|\broegen er vaek|\b(?:they|",
                 r"people|neighbou?rs?|who|he|she|tenants?) (?:\w+ )?smoke\b|",
                 r"\bsmoke (?:on|in|outside|inside|out of|from) (?:their|his|her) "
@@ -128,11 +131,25 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                 r"(?:stink\w*|reek\w*|stench|odou?r|stank) (?:\w+ ){0,3}gas|",
                 r"gas (?:\w+ ){0,2}(?:lugt\w*|smell\w*|odou?r)|",
                 r"udslip af gas|gass?lugt\w*|siver gas|gas\w* (?:\w+ ){0,2}(?:siver|",
-                r"slipper ud|escaping|hissing|hisser)|rotten eggs|raadne aeg)\b"
+                r"slipper ud|escaping|hissing|hisser))\b"
             ),
             "gas",
             None,
             None,
+        ),
+        // A drain that smells of rotten eggs has a dry trap or a sewer fault, not a gas leak.
+        not_in(
+            t(
+                "gas smell",
+                r"\b(?:rotten eggs?|raadne aeg)\b",
+                "gas",
+                None,
+                None,
+            ),
+            concat!(
+                r"\b(?:drain\w*|afloeb\w*|gulvafloeb\w*|kloak\w*|sewer\w*|sewage|",
+                r"vandlaas\w*|trap|toilet\w*|wc)\b"
+            ),
         ),
         not_in(
             t(
@@ -160,7 +177,7 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
             "flooding",
             concat!(
                 r"\b(?:flood\w*|burst|bursting|water (?:is )?(?:pouring|gushing|",
-                r"spraying|everywhere|streaming|rushing)|pouring (?:out|in|down|",
+                r"spraying|everywhere|streaming|rushing)|pouring (?:out|in|down|up|",
                 r"through)|gushing|oversvoem\w*|roer\w* (?:\w+ ){0,2}sprunget|",
                 r"sprunget (?:et |en )?\w*roer\w*|fosser\w*|vandet vaelter|",
                 r"vand (?:over det hele|overalt|staar|strommer|stroemmer)|",
@@ -188,29 +205,35 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
             )),
             None,
         ),
-        t(
-            "spreading water",
-            concat!(
-                r"\b(?:overflowing|overflows|overflowed|loeber over|flyder over|",
-                r"water (?:\w+ ){0,4}(?:rising|everywhere|spreading|won t stop|",
-                r"wont stop|getting worse|running out of)|",
-                r"vand\w* (?:\w+ ){0,5}(?:mere og mere|vaerre|overalt|over det hele|",
-                r"breder sig)|(?:mere og mere|vaerre|getting worse|",
-                r"worse and worse) (?:\w+ ){0,4}(?:vand\w*|water)|",
-                r"staar (?:\w+ ){0,2}0 cm|0 cm (?:\w+ ){0,3}(?:vand|water)|",
-                r"loeber ned i stroemme|i stroemme|vand\w* stiger|(?:keeps|keep|still|",
-                r"is still) rising|stiger og stiger|stiger stadig|stiger hele tiden|",
-                r"bliver ved med at stige)\b"
+        // A gutter that overflows in the rain wets a wall or a balcony from outside.
+        not_in(
+            t(
+                "spreading water",
+                concat!(
+                    r"\b(?:overflowing|overflows|overflowed|loeber over|flyder over|",
+                    r"water (?:\w+ ){0,4}(?:rising|everywhere|spreading|won t stop|",
+                    r"wont stop|getting worse|running out of)|",
+                    r"vand\w* (?:\w+ ){0,5}(?:mere og mere|vaerre|overalt|over det hele|",
+                    r"breder sig)|(?:mere og mere|vaerre|getting worse|",
+                    r"worse and worse) (?:\w+ ){0,4}(?:vand\w*|water)|",
+                    r"staar (?:\w+ ){0,2}0 cm|0 cm (?:\w+ ){0,3}(?:vand|water)|",
+                    r"loeber ned i stroemme|i stroemme|vand\w* stiger|",
+                    r"(?:og|and) (?:det|it|the water|vandet) (?:stiger|is rising)|",
+                    r"(?:keeps|keep|still|is still) rising|stiger og stiger|stiger stadig|",
+                    r"stiger hele tiden|bliver ved med at stige)\b"
+                ),
+                "plumbing",
+                Some(concat!(
+                    r"\b(?:loeber over|flyder over|overflows|overflowing|keeps rising|",
+                    r"stiger og stiger|stiger stadig|vand\w* (?:\w+ ){0,3}stiger) ",
+                    r"(?:\w+ ){0,6}(?:naar|when|hver gang|every time)\b"
+                )),
+                Some(concat!(
+                    r"\b(?:water|vand\w*|toilet\w*|wc|drain|afloeb\w*|kloak\w*|sink|bathtub|",
+                    r"badekar\w*|sewage|spildevand\w*)\b"
+                )),
             ),
-            "plumbing",
-            Some(concat!(
-                r"\b(?:loeber over|flyder over|keeps rising|stiger og stiger|stiger stadig|",
-                r"vand\w* (?:\w+ ){0,3}stiger) (?:\w+ ){0,6}(?:naar|when|hver gang|every time)\b"
-            )),
-            Some(concat!(
-                r"\b(?:water|vand\w*|toilet\w*|wc|drain|afloeb\w*|kloak\w*|sink|bathtub|",
-                r"badekar\w*|sewage|spildevand\w*)\b"
-            )),
+            r"\b(?:gutters?|tagrende\w*|nedloebsroer\w*|downpipes?|drainpipes?)\b",
         ),
         t(
             "spreading water",
@@ -243,7 +266,8 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
             concat!(
                 r"\b(?:toast|food|cooking|breakfast|dinner|madlavning|maden|mad|popcorn|",
                 r"grill|grilling|grillen|barbecue|bbq|candle\w*|stearinlys|dust|stoev|",
-                r"stoevet|gummi|rubber)\b"
+                r"stoevet|gummi|rubber|ice|isterning\w*|isen|snow|sne|sneen|",
+                r"freezer\w*|fryser\w*|frost\w*|thaw\w*|toeet|optoe\w*)\b"
             ),
         ),
         t(
@@ -400,6 +424,10 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
             concat!(
                 r"\b(?:bucket\w*|spand\w*|towels?|haandklaed\w*|baljer?|skaal|",
                 r"when it rains|naar det regner|every time|hver gang|sometimes|nogle gange|",
+                r"naar (?:vi|jeg|man|de|naboen|overboen|underboen) (?:\w+ )?(?:bruger|tager|",
+                r"taender|koerer|skyller|vasker|tapper|bader)|when (?:we|i|they|someone|",
+                r"the neighbou?rs?) (?:\w+ )?(?:use|uses|take|takes|run|runs|flush|flushes|",
+                r"shower|showers|drain|drains)|",
                 r"vasker|washing|washes|mopping|mops|cleaning|cleaner|rengoering\w*|gulvvask\w*)\b"
             ),
         ),
@@ -700,7 +728,7 @@ fn person_in_stopped_lift(text: &str) -> Option<Emergency> {
 /// negation is the danger, so the lexicon's negation handling must not see it.
 static WATER_CANNOT_STOP: LazyLock<Regex> = LazyLock::new(|| {
     regex(concat!(
-        r"\b(?:(?:cant|can t|cannot|unable to|kan ikke|kunne ikke) (?:\w+ ){0,2}(?:stop|",
+        r"\b(?:(?:cant|can t|cannot|unable to|kan ikke|kunne ikke) (?:\w+ ){0,4}(?:stop|",
         r"turn (?:\w+ )?off|shut (?:\w+ )?off|be (?:turned|shut) off|lukkes|close|",
         r"find the stopcock|find the main valve|stoppe|lukke for|slukke for|",
         r"finde (?:hovedhanen|stophanen))|(?:wont|won t|will not|doesnt|does not) stop|",
@@ -935,7 +963,7 @@ static NO_HEAT: LazyLock<Regex> = LazyLock::new(|| {
         r"\b(?:no heat\w*|without heat\w*|ingen varme|uden varme|",
         r"radiators? (?:\w+ ){0,2}(?:stone )?cold|kolde radiatorer|",
         r"radiator\w* (?:\w+ ){0,3}kold\w*|heating (?:\w+ ){0,5}(?:off|out|",
-        r"not working|doesnt work|stopped|broken|gone|dead|failed)|",
+        r"not working|doesnt work|not worked|hasnt worked|stopped|broken|gone|dead|failed)|",
         r"varmen (?:\w+ ){0,2}(?:gaaet|virker ikke|slaaet fra|vaek|doed|ude)|",
         r"varme\w* (?:\w+ ){0,2}(?:gaaet|vaek)|ikke (?:\w+ ){0,2}varme|",
         r"iskold\w*|ice cold|heating (?:\w+ ){0,3}failed|can t get warm|",
@@ -954,6 +982,13 @@ static FREEZING: LazyLock<Regex> = LazyLock::new(|| {
         r"\bunder nul|\bsub-zero|\bisnende|\bfrozen|(?:^|[\s(])[-\u{2212}]\d+\b|",
         r"\bsnow|\bsne\b|\bvinter|\bwinter|\bkuldegrad\w*|\bminusgrad\w*|",
         r"\bkoldt udenfor|\bcold outside"
+    ))
+});
+/// A negation right before a word, with at most a degree word between them.
+static NOT_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
+    unicode_regex(concat!(
+        r"(?i)\b(?:not|no|never|isn'?t|ikke|ingen|aldrig)\s+(?:(?:yet|quite|really|that|",
+        r"so|very|endnu|helt|rigtig|så|saa|særlig|saerlig)\s+)?$"
     ))
 });
 pub(super) static VULNERABLE: LazyLock<Regex> = LazyLock::new(|| {
@@ -981,28 +1016,55 @@ pub(super) static VULNERABLE: LazyLock<Regex> = LazyLock::new(|| {
 /// Finds no heat in freezing weather that affects a very old, very young, disabled or
 /// seriously ill person, which is an emergency (and only urgent for anyone else).
 fn cold_with_vulnerable_person(text: &str) -> Option<Emergency> {
+    let no_heat = heating_outage(text)?;
+    // "It's not freezing" and "ikke frost" say the weather is mild.
+    let freezing = FREEZING
+        .find_iter(text)
+        .find(|m| !NOT_BEFORE.is_match(&text[..m.start()]))?;
+    let vulnerable = VULNERABLE.find(text)?;
+    Some(Emergency {
+        fired: Fired {
+            rule: "no heat in freezing weather with a vulnerable person",
+            matched: format!(
+                "{no_heat}; {}; {}",
+                freezing.as_str().trim(),
+                vulnerable.as_str()
+            ),
+        },
+        category: "heating",
+    })
+}
+
+/// Finds a heating outage, in the words of the message, unless a negation precedes it in its
+/// clause.
+fn heating_outage(text: &str) -> Option<String> {
     let normalised = clauses(text).join(" . ");
     let no_heat = NO_HEAT.find(&normalised)?;
     let clause_before = normalised[..no_heat.start()]
         .rsplit(" . ")
         .next()
         .unwrap_or("");
-    if NEGATED_MATCH.is_match(clause_before) {
+    // Some wordings of an outage hold a negation ("virker ikke"), so only "not cold" inside
+    // the match negates it.
+    static NOT_COLD: LazyLock<Regex> = LazyLock::new(|| {
+        regex(r"\b(?:ikke|not|isnt|arent|never|aldrig) (?:\w+ )?(?:kold\w*|cold)\b")
+    });
+    if NEGATED_MATCH.is_match(clause_before) || NOT_COLD.is_match(no_heat.as_str()) {
         return None;
     }
-    let freezing = FREEZING.find(text)?;
-    let vulnerable = VULNERABLE.find(text)?;
-    Some(Emergency {
-        fired: Fired {
-            rule: "no heat in freezing weather with a vulnerable person",
-            matched: format!(
-                "{}; {}; {}",
-                no_heat.as_str(),
-                freezing.as_str().trim(),
-                vulnerable.as_str()
-            ),
-        },
-        category: "heating",
+    Some(no_heat.as_str().to_string())
+}
+
+/// Finds a heating outage that affects nobody very old, very young, disabled or seriously ill.
+/// Cold weather or not, that outage is urgent and no emergency.
+pub fn heating_outage_without_vulnerable_person(text: &str) -> Option<Fired> {
+    let no_heat = heating_outage(text)?;
+    if VULNERABLE.is_match(text) {
+        return None;
+    }
+    Some(Fired {
+        rule: "no heat and nobody vulnerable",
+        matched: no_heat,
     })
 }
 
@@ -1162,6 +1224,36 @@ mod tests {
                 "doors_locks",
             ),
             ("It stinks of gas on the landing", "en", "gas"),
+            (
+                "It smells of rotten eggs in the kitchen by the cooker",
+                "en",
+                "gas",
+            ),
+            (
+                "Varmen er gået, og det er frost. Min mor på 90 bor hos os",
+                "da",
+                "heating",
+            ),
+            (
+                "Toilettet er løbet over, og vi kan ikke få det til at stoppe",
+                "da",
+                "plumbing",
+            ),
+            (
+                "Sewage is pouring up through the shower drain",
+                "en",
+                "plumbing",
+            ),
+            (
+                "Der står kloakvand i kælderen, og det stiger",
+                "da",
+                "plumbing",
+            ),
+            (
+                "My mother is 91 and her heating has not worked since Friday. Minus 6 tonight",
+                "en",
+                "heating",
+            ),
             (
                 "They said the gas was safe but we smell it again in the kitchen",
                 "en",
@@ -1478,10 +1570,68 @@ mod tests {
                 "Vandet stiger op i toilettet hver gang vaskemaskinen tømmer ud",
                 "da",
             ),
+            (
+                "The bathroom drain has smelt of rotten eggs since the holiday",
+                "en",
+            ),
+            ("Afløbet i køkkenet lugter af rådne æg om morgenen", "da"),
+            (
+                "Smoke from the wood stove next door drifts into our living room at night",
+                "en",
+            ),
+            ("Isen i fryseren er smeltet, og fryseren larmer", "da"),
+            (
+                "Tagrenden ved køkkenvinduet løber over og vandet plasker ned på ruden",
+                "da",
+            ),
+            (
+                "The gutter overflows and water splashes onto the terrace",
+                "en",
+            ),
+            (
+                "Når vi tager bad, kommer vandet op gennem afløbet i gangen",
+                "da",
+            ),
+            ("The flames of the old cooker burn yellow and flicker", "en"),
+            (
+                "Varmen er gået, men det er ikke frost. Min mor på 90 bor hos os",
+                "da",
+            ),
+            (
+                "The heating is off. It's not freezing out, though my dad is 88",
+                "en",
+            ),
         ];
         for (text, language) in cases {
             let (found, _) = emergencies(text, language);
             assert!(found.is_empty(), "emergency in: {text}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn heating_outage_with_and_without_vulnerable_person() {
+        let nobody_vulnerable = [
+            "Heating is off in the whole flat and it's minus 4 outside",
+            "Varmen er gået i nat, og det fryser. Vi har tæpper nok",
+            "The radiators are stone cold since Sunday",
+        ];
+        for text in nobody_vulnerable {
+            assert!(
+                heating_outage_without_vulnerable_person(text).is_some(),
+                "no outage found in: {text}"
+            );
+        }
+        let other = [
+            "Heating is off and it's minus 4, my mum is 90 and lives here",
+            "Ingen varme, og vi har en baby på 3 uger",
+            "The heating works fine, the radiator just ticks",
+            "Radiatoren er ikke kold, men den larmer",
+        ];
+        for text in other {
+            assert!(
+                heating_outage_without_vulnerable_person(text).is_none(),
+                "outage without a vulnerable person in: {text}"
+            );
         }
     }
 

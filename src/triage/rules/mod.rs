@@ -20,7 +20,9 @@ use regex::Regex;
 use super::text;
 
 pub use courtesy::has_no_request;
-pub use emergency::{denies_emergency, emergencies, Dismissed, Emergency};
+pub use emergency::{
+    denies_emergency, emergencies, heating_outage_without_vulnerable_person, Dismissed, Emergency,
+};
 pub use handover::handover;
 pub use intent::practical_question_cues;
 pub use language::language_votes;
