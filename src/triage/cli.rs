@@ -205,9 +205,9 @@ fn run_train(args: &TrainTriageArgs) -> anyhow::Result<()> {
         let predictions = train::cross_validate(&train_split, &options)?;
         let gold: Vec<_> = train_split.iter().map(|r| &r.labels).collect();
         let refs: Vec<&Triage> = predictions.iter().collect();
-        super::score::score(&gold, &refs)
+        Some(super::score::score(&gold, &refs))
     } else {
-        super::score::Scores::default()
+        None
     };
 
     let model_file = train::train(&train_split, &options)?;
@@ -229,7 +229,7 @@ fn run_train(args: &TrainTriageArgs) -> anyhow::Result<()> {
         train: &train_split,
         test: &test_split,
         test_scores: &test_scores,
-        cv_scores: &cv_scores,
+        cv_scores: cv_scores.as_ref(),
         model_bytes: json.len(),
     });
     std::fs::write(&card_path, card)
@@ -240,13 +240,18 @@ fn run_train(args: &TrainTriageArgs) -> anyhow::Result<()> {
         json.len(),
         card_path.display()
     );
+    let cv = cv_scores.map_or_else(
+        || "cross-validation not run".to_string(),
+        |s| {
+            format!(
+                "cross-validation intent macro-F1 {:.3}, emergency recall {:.3}",
+                s.intent_macro_f1, s.emergency_recall
+            )
+        },
+    );
     eprintln!(
-        "train-triage: test intent macro-F1 {:.3}, emergency recall {:.3}; \
-         cross-validation intent macro-F1 {:.3}, emergency recall {:.3}",
-        test_scores.intent_macro_f1,
-        test_scores.emergency_recall,
-        cv_scores.intent_macro_f1,
-        cv_scores.emergency_recall
+        "train-triage: test intent macro-F1 {:.3}, emergency recall {:.3}; {cv}",
+        test_scores.intent_macro_f1, test_scores.emergency_recall
     );
     Ok(())
 }

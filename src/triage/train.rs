@@ -572,7 +572,8 @@ pub struct CardFacts<'a> {
     pub train: &'a [&'a Record],
     pub test: &'a [&'a Record],
     pub test_scores: &'a Scores,
-    pub cv_scores: &'a Scores,
+    /// `None` when the cross-validation did not run.
+    pub cv_scores: Option<&'a Scores>,
     pub model_bytes: usize,
 }
 
@@ -673,13 +674,24 @@ pub fn card(facts: &CardFacts) -> String {
     }
 
     let _ = writeln!(out, "\n## Scores\n");
-    let _ = writeln!(
-        out,
-        "Test: the model above on the corpus test split. Cross-validation: {}-fold on the \
-         train split (folds by a hash of the id), each fold classified by a model trained on \
-         the other folds with the same settings, rules included.\n",
-        facts.options.folds
-    );
+    match facts.cv_scores {
+        Some(_) => {
+            let _ = writeln!(
+                out,
+                "Test: the model above on the corpus test split. Cross-validation: {}-fold on \
+                 the train split (folds by a hash of the id), each fold classified by a model \
+                 trained on the other folds with the same settings, rules included.\n",
+                facts.options.folds
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "Test: the model above on the corpus test split. Cross-validation was not run \
+                 for this model.\n"
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "| figure | test | cross-validation |\n| --- | ---: | ---: |"
@@ -698,18 +710,19 @@ pub fn card(facts: &CardFacts) -> String {
         ("unit exact", |s| s.unit_exact),
         ("pii kinds exact", |s| s.pii_exact),
     ];
+    let cv_messages = facts
+        .cv_scores
+        .map_or_else(|| "not run".to_string(), |s| s.n.to_string());
     let _ = writeln!(
         out,
-        "| messages | {} | {} |",
-        facts.test_scores.n, facts.cv_scores.n
+        "| messages | {} | {cv_messages} |",
+        facts.test_scores.n
     );
     for (name, get) in rows {
-        let _ = writeln!(
-            out,
-            "| {name} | {:.3} | {:.3} |",
-            get(facts.test_scores),
-            get(facts.cv_scores)
-        );
+        let cv = facts
+            .cv_scores
+            .map_or_else(|| "-".to_string(), |s| format!("{:.3}", get(s)));
+        let _ = writeln!(out, "| {name} | {:.3} | {cv} |", get(facts.test_scores));
     }
     let _ = writeln!(
         out,
@@ -787,6 +800,35 @@ mod tests {
         assert_eq!(triage.intent, "maintenance_request");
         let triage = classifier.classify("please explain my deposit payment");
         assert_eq!(triage.intent, "rent_payment");
+    }
+
+    #[test]
+    fn card_says_when_cross_validation_did_not_run() {
+        let records = two_intents();
+        let refs: Vec<&Record> = records.iter().collect();
+        let options = TrainOptions {
+            folds: 0,
+            ..TrainOptions::default()
+        };
+        let file = train(&refs, &options).unwrap();
+        let classifier = Classifier::from_model(Model::from_file(file.clone()).unwrap());
+        let (test_scores, _) = evaluate(&classifier, &refs[..4]);
+        let facts = |cv_scores| CardFacts {
+            model: &file,
+            options: &options,
+            corpus_dir: Path::new("corpus"),
+            train: &refs,
+            test: &refs[..4],
+            test_scores: &test_scores,
+            cv_scores,
+            model_bytes: 1,
+        };
+        let card = super::card(&facts(None));
+        assert!(card.contains("Cross-validation was not run"), "{card}");
+        assert!(card.contains("| messages | 4 | not run |"), "{card}");
+        assert!(card.contains("| intent macro-F1 | 1.000 | - |"), "{card}");
+        let card = super::card(&facts(Some(&test_scores)));
+        assert!(card.contains("| intent macro-F1 | 1.000 | 1.000 |"), "{card}");
     }
 
     /// The dual solution must equal ridge regression solved in the primal, with centred
