@@ -828,7 +828,10 @@ mod tests {
         assert!(card.contains("| messages | 4 | not run |"), "{card}");
         assert!(card.contains("| intent macro-F1 | 1.000 | - |"), "{card}");
         let card = super::card(&facts(Some(&test_scores)));
-        assert!(card.contains("| intent macro-F1 | 1.000 | 1.000 |"), "{card}");
+        assert!(
+            card.contains("| intent macro-F1 | 1.000 | 1.000 |"),
+            "{card}"
+        );
     }
 
     /// The dual solution must equal ridge regression solved in the primal, with centred

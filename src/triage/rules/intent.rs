@@ -17,7 +17,7 @@ static QUESTION_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
                 r"nothing s wrong|nothing wrong with|works fine|working fine|works now|",
                 r"everything works|all works|virker fint|virker godt|alt virker|",
                 r"(?:er|det er) ikke i stykker|ikke noget i vejen|intet i vejen|",
-                r"fejler ikke noget|der er ikke noget galt)\b"
+                r"fejler ikke noget|der er ikke noget galt|ingenting i vejen|nothing broken)\b"
             ),
         ),
         q(
@@ -27,7 +27,8 @@ static QUESTION_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
                 r"are (?:\w+ ){1,3}allowed|am i allowed|are we allowed|may i|may we|",
                 r"can i keep|can we keep|maa (?:jeg|man|vi) (?:gerne )?(?:selv|have|",
                 r"holde|bruge|saette|male|skifte|opbevare|stille)|er det (?:tilladt|",
-                r"lovligt|ok|okay|i orden) at|hvilke dage maa)\b"
+                r"lovligt|ok|okay|i orden) at|hvilke dage maa|maa (?:alle|beboerne|lejerne) ",
+                r"(?:\w+ )?bruge|can i (?:\w+ ){1,6}myself|kan jeg (?:\w+ ){1,6}selv)\b"
             ),
         ),
         q(
@@ -35,7 +36,9 @@ static QUESTION_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
             concat!(
                 r"\b(?:planned (?:work|works|renovation|maintenance)|planlagt\w* ",
                 r"(?:arbejde\w*|renovering\w*|vedligehold\w*)|when will (?:\w+ ){0,4}",
-                r"(?:be renovated|happen|start)|hvornaar (?:\w+ ){0,4}(?:renoveret|",
+                r"(?:be renovated|happen|start)|(?:painting|renovation|work|works) ",
+                r"(?:\w+ ){0,2}planned|when (?:is|are) (?:\w+ ){1,4}(?:cleaned|painted) next|",
+                r"hvornaar (?:\w+ ){0,4}(?:renoveret|",
                 r"starter|begynder))\b"
             ),
         ),
@@ -72,6 +75,12 @@ mod tests {
             "Is it OK to keep a bike on the balcony?",
             "When will the planned work on the roof start?",
             "Er det tilladt at sætte en hylde op i opgangen?",
+            "Der er ingenting i vejen med ovnen, men hvordan renser jeg glasset?",
+            "Må alle beboere bruge fælleshaven om aftenen?",
+            "Can I paint the hallway of my flat myself?",
+            "Kan jeg skifte elmåleren selv, eller skal I gøre det?",
+            "When is the facade painting planned?",
+            "When are the basement windows cleaned next?",
         ];
         for text in cases {
             assert!(
