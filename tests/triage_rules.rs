@@ -359,7 +359,7 @@ fn detector_request_has_message_fields() {
 }
 
 #[test]
-fn heating_outage_is_urgent_unless_someone_is_vulnerable() {
+fn heating_outage_urgent_unless_vulnerable() {
     let urgent = [
         "The heating has been off since this morning and it's minus 5 outside. Please come today.",
         "Ingen varme i lejligheden, og det fryser udenfor. Kan I komme i dag?",

@@ -803,7 +803,7 @@ mod tests {
     }
 
     #[test]
-    fn card_says_when_cross_validation_did_not_run() {
+    fn card_marks_skipped_cross_validation() {
         let records = two_intents();
         let refs: Vec<&Record> = records.iter().collect();
         let options = TrainOptions {

@@ -137,7 +137,7 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
             None,
             None,
         ),
-        // A drain that smells of rotten eggs has a dry trap or a sewer fault, not a gas leak.
+        // A drain that smells of rotten eggs usually has a dry trap or a sewer fault, not a gas leak.
         not_in(
             t(
                 "gas smell",
@@ -1017,7 +1017,7 @@ pub(super) static VULNERABLE: LazyLock<Regex> = LazyLock::new(|| {
 /// seriously ill person, which is an emergency (and only urgent for anyone else).
 fn cold_with_vulnerable_person(text: &str) -> Option<Emergency> {
     let no_heat = heating_outage(text)?;
-    // "It's not freezing" and "ikke frost" say the weather is mild.
+    // "It's not freezing" and "ikke frost" mean the weather is mild.
     let freezing = FREEZING
         .find_iter(text)
         .find(|m| !NOT_BEFORE.is_match(&text[..m.start()]))?;
@@ -1035,8 +1035,8 @@ fn cold_with_vulnerable_person(text: &str) -> Option<Emergency> {
     })
 }
 
-/// Finds a heating outage, in the words of the message, unless a negation precedes it in its
-/// clause.
+/// Returns the words of a heating outage in `text`, unless a negation comes before them in
+/// their clause.
 fn heating_outage(text: &str) -> Option<String> {
     let normalised = clauses(text).join(" . ");
     let no_heat = NO_HEAT.find(&normalised)?;
@@ -1044,8 +1044,8 @@ fn heating_outage(text: &str) -> Option<String> {
         .rsplit(" . ")
         .next()
         .unwrap_or("");
-    // Some wordings of an outage hold a negation ("virker ikke"), so only "not cold" inside
-    // the match negates it.
+    // Some outage wordings contain a negation ("virker ikke"), so only "not cold" inside the
+    // match negates it.
     static NOT_COLD: LazyLock<Regex> = LazyLock::new(|| {
         regex(r"\b(?:ikke|not|isnt|arent|never|aldrig) (?:\w+ )?(?:kold\w*|cold)\b")
     });
@@ -1055,8 +1055,8 @@ fn heating_outage(text: &str) -> Option<String> {
     Some(no_heat.as_str().to_string())
 }
 
-/// Finds a heating outage that affects nobody very old, very young, disabled or seriously ill.
-/// Cold weather or not, that outage is urgent and no emergency.
+/// Finds a heating outage in a message that names no very old, very young, disabled or
+/// seriously ill person. Such an outage is urgent, not an emergency, in any weather.
 pub fn heating_outage_without_vulnerable_person(text: &str) -> Option<Fired> {
     let no_heat = heating_outage(text)?;
     if VULNERABLE.is_match(text) {
@@ -1609,7 +1609,7 @@ mod tests {
     }
 
     #[test]
-    fn heating_outage_with_and_without_vulnerable_person() {
+    fn heating_outage_vulnerable_or_not() {
         let nobody_vulnerable = [
             "Heating is off in the whole flat and it's minus 4 outside",
             "Varmen er gået i nat, og det fryser. Vi har tæpper nok",
