@@ -1,5 +1,6 @@
 //! Cues of a practical question that only sounds like a repair: the sender writes that nothing
-//! is broken, asks whether something is allowed, or asks when planned works will happen.
+//! is broken, asks whether something is allowed, how to do something or whom to call if a thing
+//! breaks, or asks when planned works will happen.
 
 use std::sync::LazyLock;
 
@@ -42,6 +43,18 @@ static QUESTION_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
                 r"starter|begynder))\b"
             ),
         ),
+        q(
+            "asks how to do something",
+            concat!(
+                r"\b(?:how (?:do|can|should) (?:i|we|you|one) (?:\w+ ){0,2}",
+                r"(?:use|set|switch|turn|change|adjust|reset|clean|open|close|sort|get rid of)|",
+                r"who (?:do|should|can) (?:i|we) (?:call|contact|ring) if|",
+                r"hvordan (?:goer|kan|skal|faar) (?:jeg|vi|man) (?:\w+ ){0,2}",
+                r"(?:bruge|indstille|stille|skrue|taende|slukke|skifte|nulstille|rense|",
+                r"aabne|lukke|sortere|slippe af med)|",
+                r"hvem (?:skal|kan) (?:jeg|vi|man) (?:ringe til|kontakte|henvende \w+ til) hvis)\b"
+            ),
+        ),
     ]
 });
 
@@ -81,6 +94,10 @@ mod tests {
             "Kan jeg skifte elmåleren selv, eller skal I gøre det?",
             "When is the facade painting planned?",
             "When are the basement windows cleaned next?",
+            "How do I switch the ventilation to a higher setting?",
+            "Hvordan skal jeg indstille gulvvarmen om vinteren?",
+            "Who do I call if the lift stops at night?",
+            "Hvem skal vi ringe til hvis elevatoren går i stå?",
         ];
         for text in cases {
             assert!(
@@ -95,6 +112,7 @@ mod tests {
         let cases = [
             "The kitchen tap drips, can you send someone?",
             "Radiatoren er kold. Kan I komme i morgen?",
+            "How do I get someone to fix the tap? It drips all night.",
             // A cue without a question is a statement, as in a repair report.
             "The light works fine but the socket is dead.",
         ];
