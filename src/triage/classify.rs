@@ -123,8 +123,6 @@ pub fn classify(model: &Model, text: &str) -> Triage {
         if model_emergency && best(&category_head, |_| true).is_some_and(|(c, _)| c == "heating") {
             // The model can read a cold flat as an emergency, but without a vulnerable
             // person a heating outage is urgent.
-            // NOTE: only the rule's unit test and the cross-validation reach this branch,
-            // because the built-in model gives the test wordings less than 0.55.
             if let Some(outage) = rules::heating_outage_without_vulnerable_person(text) {
                 model_emergency = false;
                 explanation.dismissed.push(json!({
@@ -448,5 +446,67 @@ mod tests {
         let (class, p) = choose_intent(&intent, &None).unwrap();
         assert_eq!(class, "maintenance_request");
         assert!((p - 0.5 / 0.8).abs() < 1e-6, "{p}");
+    }
+
+    /// Trains a model on a few messages so that it calls every heating outage an emergency, as
+    /// a model can for a cold flat.
+    fn model_of_cold_emergencies() -> Model {
+        use crate::triage::score::{Labels, Record};
+        use crate::triage::train::{train, TrainOptions};
+        let record = |id: usize, text: String, intent: &str, category: Option<&str>| Record {
+            id: format!("t-{id}"),
+            split: Some("train".into()),
+            text,
+            labels: Labels {
+                language: "en".into(),
+                intent: intent.into(),
+                category: category.map(Into::into),
+                urgency: match intent {
+                    "emergency" => "emergency",
+                    "maintenance_request" => "routine",
+                    _ => "none",
+                }
+                .into(),
+                needs_human: intent == "emergency",
+                unit: None,
+                pii: Vec::new(),
+            },
+        };
+        let mut records = Vec::new();
+        for n in 0..8 {
+            let text = format!("the heating is off and the radiators are cold in flat {n}");
+            records.push(record(records.len(), text, "emergency", Some("heating")));
+            let text = format!("please fix the dripping kitchen tap in flat {n}");
+            records.push(record(
+                records.len(),
+                text,
+                "maintenance_request",
+                Some("plumbing"),
+            ));
+            let text = format!("when is the laundry room open on day {n}");
+            records.push(record(records.len(), text, "general_question", None));
+        }
+        let refs: Vec<&Record> = records.iter().collect();
+        Model::from_file(train(&refs, &TrainOptions::default()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn heating_outage_model_emergency_set_aside() {
+        let model = model_of_cold_emergencies();
+
+        let triage = classify(&model, "The heating is off and the radiators are cold.");
+        let p = triage.explanation["model"]["emergency"].as_f64().unwrap();
+        assert!(p >= f64::from(MODEL_EMERGENCY_MIN), "model emergency {p}");
+        assert_ne!(triage.intent, "emergency");
+        assert_ne!(triage.urgency, "emergency");
+        let dismissed = &triage.explanation["dismissed_danger_words"];
+        assert_eq!(dismissed[0]["rule"], "model emergency", "{dismissed}");
+
+        // With a vulnerable person in freezing weather the lexicon decides, whatever the model.
+        let triage = classify(
+            &model,
+            "The heating is off and it is minus 8 outside. My mother is 91.",
+        );
+        assert_eq!(triage.intent, "emergency");
     }
 }
