@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::central::store::{StoreError, TicketFilter, TicketRow};
 use crate::dispatch::state::{self, TicketState};
-use crate::protocol::{Change, OfficeChange, TicketAction};
+use crate::protocol::{AuditEntry, Change, OfficeChange, TicketAction};
 
 use super::auth::{self, Role, SignedIn};
 use super::export;
@@ -352,12 +352,29 @@ async fn ticket_changes(
         .collect())
 }
 
+/// Returns the ids of the office changes that the gateway rejected, from a ticket's audit
+/// trail.
+fn rejected_changes(audit: &[AuditEntry]) -> Vec<i64> {
+    audit
+        .iter()
+        .filter(|entry| entry.action == "office_change.rejected")
+        .filter_map(|entry| entry.detail["change"].as_i64())
+        .collect()
+}
+
 /// Returns the vendor a ticket is assigned to: the vendor of the office's latest assignment
-/// when the gateway has not reported the ticket since, else the ticket's own vendor.
-fn current_vendor(ticket: &TicketRow, changes: &[OfficeChange]) -> Option<String> {
+/// when the gateway has neither reported the ticket since nor rejected it, else the ticket's
+/// own vendor.
+fn current_vendor(
+    ticket: &TicketRow,
+    changes: &[OfficeChange],
+    audit: &[AuditEntry],
+) -> Option<String> {
+    let rejected = rejected_changes(audit);
     let assigned = changes
         .iter()
         .rev()
+        .filter(|change| !rejected.contains(&change.id))
         .find_map(|change| match &change.change {
             Change::Ticket {
                 action: TicketAction::Assign,
@@ -431,7 +448,7 @@ async fn ticket_page(
     }
 
     let mut links = Vec::new();
-    let vendor = current_vendor(&ticket, &changes);
+    let vendor = current_vendor(&ticket, &changes, &audit);
     let pending_vendor = vendor.clone().filter(|v| ticket.vendor.as_ref() != Some(v));
     if let (true, Some(vendor), false) = (
         user.role.may_act(),
@@ -751,7 +768,8 @@ async fn checked_link(
         )));
     }
     let changes = ticket_changes(state, &ticket).await?;
-    if current_vendor(&ticket, &changes).as_deref() != Some(link.vendor.as_str()) {
+    let audit = state.store.ticket_audit(&ticket.id).await?;
+    if current_vendor(&ticket, &changes, &audit).as_deref() != Some(link.vendor.as_str()) {
         return Err(PageError::Forbidden(format!(
             "Ticket {} is no longer assigned to {}; ask the office.",
             ticket.id, link.vendor
@@ -982,13 +1000,36 @@ mod tests {
                 note: None,
             },
         };
-        assert_eq!(current_vendor(&ticket, &[]).as_deref(), Some("Old"));
+        assert_eq!(current_vendor(&ticket, &[], &[]).as_deref(), Some("Old"));
         assert_eq!(
-            current_vendor(&ticket, &[change(50, "Older")]).as_deref(),
+            current_vendor(&ticket, &[change(50, "Older")], &[]).as_deref(),
             Some("Old")
         );
         let changes = [change(150, "New"), change(160, "Newest")];
-        assert_eq!(current_vendor(&ticket, &changes).as_deref(), Some("Newest"));
+        assert_eq!(
+            current_vendor(&ticket, &changes, &[]).as_deref(),
+            Some("Newest")
+        );
+
+        // An assignment that the gateway rejected is not pending.
+        let rejection = AuditEntry {
+            ticket: "B1-000001".into(),
+            ts_ms: 170,
+            actor: "office:ida".into(),
+            action: "office_change.rejected".into(),
+            detail: serde_json::json!({
+                "change": 160, "field": "vendor", "value": "Newest", "reason": "unknown vendor",
+            }),
+            hash: String::new(),
+        };
+        assert_eq!(
+            current_vendor(&ticket, &changes, std::slice::from_ref(&rejection)).as_deref(),
+            Some("New")
+        );
+        assert_eq!(
+            current_vendor(&ticket, &[change(160, "Newest")], &[rejection]).as_deref(),
+            Some("Old")
+        );
     }
 
     #[test]
