@@ -1068,11 +1068,28 @@ pub fn heating_outage_without_vulnerable_person(text: &str) -> Option<Fired> {
     })
 }
 
-/// Returns the part of `before` after its last conjunction, so that "the light does not work
-/// and it smells of gas" keeps the negation in its own half.
+/// Returns the part of `before` after its last conjunction or contrast word, so that the negation
+/// in "the light does not work and it smells of gas" or "no fire just smoke" stays in the first
+/// half. "Or" is not one of them, because "no smoke or fire" negates both words.
 fn after_last_conjunction(before: &str) -> &str {
     const CONJUNCTIONS: &[&str] = &[
-        " og ", " and ", " saa ", " so ", " men ", " but ", " then ", " da ",
+        " og ",
+        " and ",
+        " saa ",
+        " so ",
+        " men ",
+        " but ",
+        " then ",
+        " da ",
+        " just ",
+        " only ",
+        " instead ",
+        " rather ",
+        " however ",
+        " bare ",
+        " kun ",
+        " derimod ",
+        " i stedet ",
     ];
     let padded_start = CONJUNCTIONS
         .iter()
@@ -1354,6 +1371,28 @@ mod tests {
             let (found, _) = emergencies(text, language);
             assert!(!found.is_empty(), "no emergency in: {text}");
             assert_eq!(found[0].category, *category, "text: {text}");
+        }
+    }
+
+    #[test]
+    fn contrast_word_ends_negation() {
+        let cases = [
+            ("no fire just smoke pouring out of the socket", "smoke"),
+            ("Not a fire only smoke from the fuse box", "smoke"),
+            ("ingen ild bare røg fra stikkontakten", "smoke"),
+            ("ikke gas derimod røg fra emhætten", "smoke"),
+        ];
+        for (text, rule) in cases {
+            assert!(
+                emergency_rules(text).contains(&rule),
+                "no {rule} in: {text}"
+            );
+        }
+        for text in [
+            "no smoke or fire, the alarm beeps",
+            "ingen røg eller ild, bare en bip",
+        ] {
+            assert!(emergency_rules(text).is_empty(), "emergency in: {text}");
         }
     }
 
