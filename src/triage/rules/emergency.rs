@@ -110,7 +110,8 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                 None,
             ),
             concat!(
-                r"\b(?:cigaret\w*|cigarettes?|smokes|tobacco|tobak|hash|weed|cannabis|",
+                r"\b(?:cigaret\w*|cigarettes?|cigars?|cigar\w*|cerut\w*|smokes|tobacco|tobak|",
+                r"hash|weed|cannabis|grillet|grillede|(?:kul|gas|el)grill\w*|",
                 r"toast|food|cooking|breakfast|dinner|madlavning|mad|grill|grilling|",
                 r"grillen|barbecue|bbq|incense|roegelse)\b|\bsmoking (?:on|in|outside|",
                 r"inside|indoors|again|on the)\b|\b(?:nogen|naboen|naboerne|underboen|",
@@ -224,6 +225,8 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                 ),
                 "plumbing",
                 Some(concat!(
+                    r"\bvand(?:regning|forbrug|afgift|udgift|pris|maaler)\w*|",
+                    r"\bwater (?:bills?|charges?|rates?|usage|consumption|meter)\b|",
                     r"\b(?:loeber over|flyder over|overflows|overflowing|keeps rising|",
                     r"stiger og stiger|stiger stadig|vand\w* (?:\w+ ){0,3}stiger) ",
                     r"(?:\w+ ){0,6}(?:naar|when|hver gang|every time)\b"
@@ -346,6 +349,8 @@ static TRIGGERS: LazyLock<Vec<Trigger>> = LazyLock::new(|| {
                 None,
             ),
             concat!(
+                r"\b(?:haft|had|have been) (?:\w+ ){0,2}(?:indbrud\w*|break ?ins?|burglar\w*)",
+                r"(?: \w+){0,4} (?:foer|tidligere|before|in the past)\b|",
                 r"\b(?:bil\w*|car|cars|cykel\w*|bike\w*|nothing (?:is |was )?missing|",
                 r"nothing (?:was )?(?:taken|stolen)|intet (?:mangler|stjaalet)|",
                 r"mangler ikke noget|ikke stjaalet noget)\b"
@@ -735,6 +740,17 @@ static WATER_CANNOT_STOP: LazyLock<Regex> = LazyLock::new(|| {
         r"(?:stopper|stoppede) ikke|vil ikke stoppe)\b"
     ))
 });
+/// Words of a slow leak. Drops that do not stop are a contained leak, not a flood.
+static DRIPS: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"\b(?:draabe\w*|drops?|drips?|dripping|drypper|dryp|siver|seeps?|seeping|trickl\w*)\b")
+});
+/// Words of water that runs fast. With them, a leak that cannot be stopped stays an emergency.
+static HEAVY_FLOW: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:fosser|gushing|gushes|pouring|pours|spraying|sprays|sproejter|stroemmer|",
+        r"streaming|floods?|flooding|oversvoem\w*|loeber ud|running out|everywhere|overalt)\b"
+    ))
+});
 static WATER: LazyLock<Regex> = LazyLock::new(|| {
     regex(r"\b(?:water|vand\w*|leak\w*|laek\w*|pipe|roer\w*|tap|hane\w*|toilet\w*)\b")
 });
@@ -744,7 +760,9 @@ fn water_that_cannot_be_stopped(text: &str) -> Option<Emergency> {
     let normalised = clauses(text).join(" . ");
     let water = WATER.find(&normalised)?;
     let cannot_stop = WATER_CANNOT_STOP.find(&normalised)?;
-    if HYPOTHETICAL.is_match(&normalised[..cannot_stop.start()]) {
+    if HYPOTHETICAL.is_match(&normalised[..cannot_stop.start()])
+        || (DRIPS.is_match(&normalised) && !HEAVY_FLOW.is_match(&normalised))
+    {
         return None;
     }
     Some(Emergency {
@@ -1416,6 +1434,21 @@ mod tests {
             ),
             ("Vandet stopper ikke, hanen er knækket", "da", "plumbing"),
             (
+                "Smoke comes out of the ventilation grille in the stairwell",
+                "en",
+                "fire_safety",
+            ),
+            (
+                "Water is pouring from the tap, only a few drops came at first, and it won't stop",
+                "en",
+                "plumbing",
+            ),
+            (
+                "Der har været indbrud i nat, og døren er brudt op",
+                "da",
+                "doors_locks",
+            ),
+            (
                 "Someone has broken in to our flat while we were away",
                 "en",
                 "doors_locks",
@@ -1619,6 +1652,30 @@ mod tests {
                 "en",
             ),
             ("Isen i fryseren er smeltet, og fryseren larmer", "da"),
+            (
+                "Toilettet løber hele tiden, og vandregningen stiger og stiger",
+                "da",
+            ),
+            (
+                "Naboen står i døren og ryger cerutter, og røgen siver ind hos os",
+                "da",
+            ),
+            (
+                "Naboen har grillet på kulgrill, og røgen fylder hele lejligheden",
+                "da",
+            ),
+            (
+                "Rengøringen lader kælderdøren stå åben. Vi har haft indbrud i kælderen før",
+                "da",
+            ),
+            (
+                "Det siver vand fra ventilen, nogle dråber i timen, men det stopper ikke",
+                "da",
+            ),
+            (
+                "The valve drips into a bowl, a few drops an hour, and it won't stop",
+                "en",
+            ),
             (
                 "Tagrenden ved køkkenvinduet løber over og vandet plasker ned på ruden",
                 "da",
