@@ -10,7 +10,7 @@ use caretaker::triage::{Classifier, Triage, CATEGORIES};
 /// Floors of the test split: each a little under the figure the benchmark measured, so that
 /// only a real regression fails.
 const FLOORS: &[(&str, f64)] = &[
-    ("intent_macro_f1", 0.94),
+    ("intent_macro_f1", 0.945),
     ("emergency_recall", 0.98),
     ("emergency_precision", 0.95),
     ("needs_human_recall", 0.97),
