@@ -15,7 +15,6 @@ pub mod metrics;
 pub mod modbus;
 pub mod mqtt;
 pub mod protocol;
-pub mod reading;
 pub mod secret;
 pub mod sim;
 pub mod store;
@@ -23,3 +22,5 @@ pub mod sync;
 pub mod systemd;
 pub mod time;
 pub mod triage;
+
+pub use caretaker_wire::reading;

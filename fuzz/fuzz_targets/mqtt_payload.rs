@@ -3,7 +3,7 @@
 
 #![no_main]
 
-use caretaker::mqtt::payload::{
+use caretaker_wire::payload::{
     decode, DecodeOptions, JsonPaths, PayloadFormat, SampleValue, ValuePath,
 };
 use libfuzzer_sys::fuzz_target;

@@ -7,8 +7,8 @@
 
 #![no_main]
 
-use caretaker::modbus::codec::{decode_registers, Encoding, ValueType, WordOrder};
-use caretaker::reading::Value;
+use caretaker_wire::codec::{decode_registers, Encoding, ValueType, WordOrder};
+use caretaker_wire::reading::Value;
 use libfuzzer_sys::fuzz_target;
 
 fn f64_at(data: &[u8], start: usize, default: f64) -> f64 {

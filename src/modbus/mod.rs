@@ -9,7 +9,6 @@
 //!   tokio-modbus's RTU client.
 //! - [`handle`] queues writes on the right scheduler and audits them.
 
-pub mod codec;
 pub mod config;
 pub mod handle;
 pub mod link;
@@ -32,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::store::StoreHandle;
 use crate::time::TimeKeeper;
 
+pub use caretaker_wire::codec;
 pub use codec::{decode_registers, DecodeError, Encoding, ValueType, WordOrder};
 pub use config::{load, DeviceSetup, ModbusSetup, Transport};
 pub use handle::{ModbusHandle, WriteError, WriteOutcome};

@@ -10,11 +10,11 @@ mod client;
 pub mod config;
 mod connection;
 mod ingest;
-pub mod payload;
 mod receiver;
 pub mod tls;
 mod topic;
 
+pub use caretaker_wire::payload;
 pub use client::{spawn, spawn_with_intake};
 pub use config::{load, MqttConfig, RetainedPolicy, Subscription, TlsFiles};
 pub use ingest::{Ingest, Outcome};

@@ -159,8 +159,9 @@ pub fn train(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Mode
         })
         .collect();
 
-    let mut heads = Vec::new();
-    for (label, target) in head_targets() {
+    // Each head is one job: the logistic regressions, then the ranking head. They are
+    // independent, so they train side by side, one thread per core.
+    let fit_logistic = |label: &'static str, target: TargetOf| -> anyhow::Result<HeadFile> {
         let selected: Vec<usize> = (0..records.len())
             .filter(|&i| target(&records[i].labels).is_some())
             .collect();
@@ -190,18 +191,23 @@ pub fn train(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Mode
         if label == "intent" {
             correct_prior(&mut head, &y, options.intent_prior_correction);
         }
-        heads.push(head);
-    }
+        Ok(head)
+    };
+    let mut jobs: Vec<Job<anyhow::Result<HeadFile>>> = head_targets()
+        .into_iter()
+        .map(|(label, target)| -> Job<_> { Box::new(move || fit_logistic(label, target)) })
+        .collect();
     if let Some(alpha) = options.ranking_alpha {
-        let intents: Vec<&str> = records.iter().map(|r| r.labels.intent.as_str()).collect();
-        heads.push(fit_ranking(
-            RANKING_HEAD,
-            &rows,
-            &intents,
-            columns.len(),
-            alpha,
-        )?);
+        let rows = &rows;
+        let n_columns = columns.len();
+        jobs.push(Box::new(move || {
+            let intents: Vec<&str> = records.iter().map(|r| r.labels.intent.as_str()).collect();
+            fit_ranking(RANKING_HEAD, rows, &intents, n_columns, alpha)
+        }));
     }
+    let heads = run_in_parallel(jobs)
+        .into_iter()
+        .collect::<anyhow::Result<Vec<HeadFile>>>()?;
 
     Ok(ModelFile {
         format_version: FORMAT_VERSION,
@@ -520,30 +526,10 @@ pub fn cross_validate(records: &[&Record], options: &TrainOptions) -> anyhow::Re
             .map(|(i, r)| (i, classifier.classify(&r.text)))
             .collect())
     };
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(folds);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<anyhow::Result<Vec<(usize, Triage)>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let fold = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if fold >= folds {
-                            break done;
-                        }
-                        done.push(run_fold(fold));
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a cross-validation thread panicked"))
-            .collect()
-    });
+    let jobs: Vec<Job<_>> = (0..folds)
+        .map(|fold| -> Job<_> { Box::new(move || run_fold(fold)) })
+        .collect();
+    let results = run_in_parallel(jobs);
     let mut predictions: Vec<Option<Triage>> = vec![None; records.len()];
     for result in results {
         for (i, triage) in result? {
@@ -551,6 +537,42 @@ pub fn cross_validate(records: &[&Record], options: &TrainOptions) -> anyhow::Re
         }
     }
     Ok(predictions.into_iter().flatten().collect())
+}
+
+/// A unit of work for [`run_in_parallel`].
+type Job<'a, T> = Box<dyn FnOnce() -> T + Send + 'a>;
+
+/// Runs `jobs` on one thread per core, each thread taking the next job when it is done, and
+/// returns their results in the order of `jobs`.
+fn run_in_parallel<T: Send>(jobs: Vec<Job<'_, T>>) -> Vec<T> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len());
+    let count = jobs.len();
+    let queue = std::sync::Mutex::new(jobs.into_iter().enumerate());
+    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                        let Some((index, job)) = next else {
+                            break done;
+                        };
+                        done.push((index, job()));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a training thread panicked"))
+            .collect()
+    });
+    debug_assert_eq!(results.len(), count);
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 /// Scores `classifier` on `records`.

@@ -17,7 +17,7 @@ use std::fmt;
 
 pub use json::{JsonPaths, ValuePath};
 
-use crate::time::epoch_number_to_ms;
+use crate::timestamp::epoch_number_to_ms;
 
 /// Encoding of the payloads of one subscription.
 #[derive(Debug, Clone, PartialEq)]

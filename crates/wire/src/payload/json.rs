@@ -10,7 +10,7 @@ use super::{
     epoch_timestamp, excerpt, parse_decimal, DecodeOptions, Rejection, Sample, SampleTime,
     SampleValue,
 };
-use crate::time::parse_rfc3339_ms;
+use crate::timestamp::parse_rfc3339_ms;
 
 /// A dotted path into a JSON document, such as `S0.Temperature` or `data.2.v`.
 ///
