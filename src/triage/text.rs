@@ -153,6 +153,9 @@ pub fn features(text: &str) -> Vec<Feature> {
             name,
         })
         .collect();
+    // The map's order changes from run to run, and so would the rounding of the norm: in
+    // bucket order, the same text always gives the same values, and training the same model.
+    out.sort_unstable_by_key(|f| f.bucket);
     let norm = out.iter().map(|f| f.value * f.value).sum::<f32>().sqrt();
     if norm > 0.0 {
         for feature in &mut out {
@@ -184,6 +187,21 @@ mod tests {
             .iter()
             .filter(|a| without.iter().any(|b| b.bucket == a.bucket));
         assert_eq!(shared.count(), with.len());
+    }
+
+    #[test]
+    fn same_text_gives_same_bits() {
+        let text = "Hej, radiatoren i stuen er kold igen og vandet drypper fra loftet i badet. \
+                    The heating has been off since Monday, please send someone.";
+        let first = features(text);
+        for _ in 0..20 {
+            let again = features(text);
+            assert_eq!(again.len(), first.len());
+            for (a, b) in first.iter().zip(&again) {
+                assert_eq!(a.bucket, b.bucket);
+                assert_eq!(a.value.to_bits(), b.value.to_bits(), "{}", a.name);
+            }
+        }
     }
 
     #[test]
