@@ -105,14 +105,11 @@ pub fn classify(model: &Model, text: &str) -> Triage {
         category = Some(first.category.to_string());
         let model_p = prob(&intent_head, "emergency");
         confidence = model_p.max(0.9);
-    } else if rules::has_no_request(text) {
+    } else if let Some(why) = rules::no_request(text) {
         // Greetings, thanks and "ok" carry no request, and the model's guess on them is often a
         // repair request that dispatch would book a vendor for.
-        explanation.rule(
-            "no request in the message",
-            "only greetings, thanks, acknowledgements or names".into(),
-        );
-        explanation.no_request = true;
+        explanation.rule("no request in the message", why.into());
+        explanation.no_request = Some(why);
         intent = "general_question".to_string();
         urgency = "none".to_string();
         confidence = 0.0;
@@ -200,10 +197,9 @@ pub fn classify(model: &Model, text: &str) -> Triage {
     let low_confidence = confidence < LOW_CONFIDENCE;
     if low_confidence {
         needs_human = true;
-        let reason = if explanation.no_request {
-            "the message contains no request, only greetings, thanks or acknowledgements"
-        } else {
-            "the model is unsure of the labels"
+        let reason = match explanation.no_request {
+            Some(why) => format!("the message contains no request: {why}"),
+            None => "the model is unsure of the labels".to_string(),
         };
         reasons.push(format!("low confidence: {reason}"));
         explanation.low_confidence = Some(format!(
@@ -310,8 +306,8 @@ struct Explanation {
     rules: Vec<Value>,
     dismissed: Vec<Value>,
     low_confidence: Option<String>,
-    /// The message has only greetings, thanks or acknowledgements.
-    no_request: bool,
+    /// Why the message contains no request, when it contains none.
+    no_request: Option<&'static str>,
 }
 
 impl Explanation {

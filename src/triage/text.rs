@@ -162,7 +162,6 @@ pub fn features(text: &str) -> Vec<Feature> {
             feature.value /= norm;
         }
     }
-    out.sort_by_key(|f| f.bucket);
     out
 }
 

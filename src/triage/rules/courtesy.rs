@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use super::clauses;
+use regex::Regex;
+
+use super::{clauses, regex};
 
 /// Normalised words that carry no request: greetings, thanks, sign-offs, acknowledgements,
 /// emphasis and the function words that join them. A message made only of these words, of
@@ -29,18 +31,47 @@ have a en et dag day weekend week uge
 static COURTESY: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| COURTESY_WORDS.split_whitespace().collect());
 
-/// Returns true when `text` contains no request: every word is a greeting, thanks,
-/// acknowledgement, given name or number, or there is no word at all.
-pub fn has_no_request(text: &str) -> bool {
+/// A thank-you for a job that is done, in one clause: "tak for den hurtige hjælp med
+/// hoveddøren i går", "thanks for fixing the heating". It names the thing, and only a time
+/// may follow it, so "thanks for the help with the tap leaking" does not match.
+static THANKS_FOR_DONE_WORK: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"^(?:(?:hej|hi|hello|dear|kaere) (?:\w+ )?)?(?:(?:mange|tusind|many) )?",
+        r"(?:tak|thanks|thank you) (?:for|to) (?:\w+ ){0,3}?",
+        r"(?:hjaelp\w*|help\w*|fix\w*|repair\w*|reparation\w*|service|visit\w*|besoeg\w*)",
+        r"(?:(?: (?:med|with|on|of|paa|af|to))? (?:the |den |det |our |vores |my |min |mit )?",
+        r"[a-z]\w*)?(?: (?:i gaar|yesterday|today|i dag|i morges|this morning|last week|",
+        r"i sidste uge))?$"
+    ))
+});
+
+/// Says why `text` contains no request, or returns `None` when it contains one. A message has
+/// no request when it has no word, when every word is a greeting, thanks, acknowledgement,
+/// given name or number, or when the whole message thanks for a job that is done.
+pub fn no_request(text: &str) -> Option<&'static str> {
+    let clauses = clauses(text);
+    let mut words = clauses.iter().flat_map(|clause| clause.split_whitespace());
+    if words.clone().next().is_none() {
+        return Some("it has no words");
+    }
     let names: HashSet<String> = text
         .split(|c: char| !c.is_alphabetic())
         .filter(|word| super::super::names::is_given_name(word))
         .map(super::super::text::normalise)
         .collect();
-    clauses(text)
-        .iter()
-        .flat_map(|clause| clause.split_whitespace())
-        .all(|word| word == "0" || COURTESY.contains(word) || names.contains(word))
+    if words.all(|word| word == "0" || COURTESY.contains(word) || names.contains(word)) {
+        return Some("it has only greetings, thanks, acknowledgements or names");
+    }
+    let sentences: Vec<&String> = clauses.iter().filter(|c| !c.is_empty()).collect();
+    if !text.contains('?') && sentences.len() == 1 && THANKS_FOR_DONE_WORK.is_match(sentences[0]) {
+        return Some("it thanks for a job that is done");
+    }
+    None
+}
+
+/// Returns true when [`no_request`] finds no request in `text`.
+pub fn has_no_request(text: &str) -> bool {
+    no_request(text).is_some()
 }
 
 #[cfg(test)]
@@ -58,6 +89,9 @@ mod tests {
             "Okay, noted. Thanks a lot",
             "Hej Mette, mange tak. Mvh Jens",
             "Mange tak for det hurtige svar",
+            "Tak for den hurtige hjælp med hoveddøren i går.",
+            "Thanks for fixing the heating yesterday!",
+            "Thank you for the quick repair of the tap",
             "",
             "👍",
             "Have a nice weekend!",
@@ -75,6 +109,11 @@ mod tests {
             "ok the heating is off again",
             "Hello, my rent",
             "Hej, vaskemaskinen",
+            "Thanks for the help with the tap leaking",
+            "Tak for hjælpen med døren. Nu driller vinduet.",
+            "Thanks for fixing the heating, but it is cold again",
+            "Tak for den fantastiske service: tredje vinter hvor vinduet ikke kan lukkes",
+            "Tak for reparationen af døren?",
         ];
         for text in cases {
             assert!(!has_no_request(text), "no request found in: {text}");

@@ -19,7 +19,7 @@ use regex::Regex;
 
 use super::text;
 
-pub use courtesy::has_no_request;
+pub use courtesy::{has_no_request, no_request};
 pub use emergency::{
     denies_emergency, emergencies, heating_outage_without_vulnerable_person, Dismissed, Emergency,
 };
