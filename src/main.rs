@@ -8,9 +8,9 @@ fn main() -> ExitCode {
     caretaker::cli::run(cli)
 }
 
-/// Ends the process at the first panic, in any thread. A panic in a task would otherwise end
-/// only that task, and the gateway would run on without its MQTT ingest, say; aborted, it is
-/// restarted whole by systemd. The default hook prints the message and location first.
+/// Ends the process at the first panic, in any thread, after the default hook has printed the
+/// message and location. Otherwise a panic would end only its task, such as the MQTT ingest,
+/// and the gateway would run on without it. After an abort, systemd restarts the whole gateway.
 fn abort_on_panic() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

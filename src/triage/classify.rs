@@ -306,7 +306,7 @@ struct Explanation {
     rules: Vec<Value>,
     dismissed: Vec<Value>,
     low_confidence: Option<String>,
-    /// Why the message contains no request, when it contains none.
+    /// Reason that the message contains no request, or `None` when it contains one.
     no_request: Option<&'static str>,
 }
 

@@ -153,8 +153,8 @@ pub fn features(text: &str) -> Vec<Feature> {
             name,
         })
         .collect();
-    // The map's order changes from run to run, and so would the rounding of the norm: in
-    // bucket order, the same text always gives the same values, and training the same model.
+    // The map's order changes from run to run, and so would the rounding of the norm. In bucket
+    // order, the same text always gives the same values, so training gives the same model.
     out.sort_unstable_by_key(|f| f.bucket);
     let norm = out.iter().map(|f| f.value * f.value).sum::<f32>().sqrt();
     if norm > 0.0 {

@@ -507,9 +507,9 @@ fn fit_ranking(
 
 /// Classifies every record of `records` with a model trained on the other folds, and returns
 /// the predictions in the order of `records`. Folds follow a hash of the record id, so a record
-/// stays in its fold as the corpus grows. The folds train in parallel, one thread per core, and
-/// each fold trains its heads on as many threads again, so that the last fold to start still
-/// uses every core. With 2 cores that is up to 4 threads and 4 heads' matrices in memory.
+/// stays in its fold as the corpus grows. The folds train in parallel, one thread per core.
+/// Each fold also trains its heads in parallel, so the last fold still uses every core, and
+/// up to cores × cores threads run at once, each with one head's matrix in memory.
 pub fn cross_validate(records: &[&Record], options: &TrainOptions) -> anyhow::Result<Vec<Triage>> {
     let folds = options.folds.max(2);
     let fold_of = |r: &Record| (text::fnv1a(&[r.id.as_bytes()]) % folds as u64) as usize;

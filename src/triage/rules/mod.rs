@@ -19,7 +19,7 @@ use regex::Regex;
 
 use super::text;
 
-pub use courtesy::{has_no_request, no_request};
+pub use courtesy::no_request;
 pub use emergency::{
     denies_emergency, emergencies, heating_outage_without_vulnerable_person, Dismissed, Emergency,
 };
@@ -86,7 +86,7 @@ mod tests {
         let _ = urgent_cues(text);
         let _ = practical_question_cues("Is it OK to keep a bike here?");
         let _ = language_votes(text);
-        let _ = has_no_request(text);
+        let _ = no_request(text);
         assert!(!clauses(text).is_empty());
     }
 
