@@ -57,6 +57,10 @@ pub struct TrainTriageArgs {
     /// Trains no intent ranking head; the logistic regression alone chooses the intent.
     #[arg(long)]
     pub no_ranking: bool,
+    /// Writes each train message whose cross-validated intent, category, urgency or
+    /// `needs_human` differs from its labels, as JSON lines, for a review of the corpus.
+    #[arg(long, value_name = "FILE")]
+    pub cv_errors: Option<PathBuf>,
 }
 
 /// Runs `caretaker triage`.
@@ -164,6 +168,49 @@ fn append_triage(out: &mut Map<String, Value>, triage: Triage) {
     }
 }
 
+/// Writes the records whose prediction differs from the labels in intent, category, urgency
+/// or `needs_human`, and returns how many there were.
+fn write_cv_errors(
+    path: &std::path::Path,
+    records: &[&Record],
+    predictions: &[Triage],
+) -> anyhow::Result<usize> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    let mut out = BufWriter::new(file);
+    let mut written = 0;
+    for (record, predicted) in records.iter().zip(predictions) {
+        let gold = &record.labels;
+        let differs = gold.intent != predicted.intent
+            || gold.category != predicted.category
+            || gold.urgency != predicted.urgency
+            || gold.needs_human != predicted.needs_human;
+        if !differs {
+            continue;
+        }
+        let line = json!({
+            "id": record.id,
+            "text": record.text,
+            "labels": gold,
+            "predicted": {
+                "intent": predicted.intent,
+                "category": predicted.category,
+                "urgency": predicted.urgency,
+                "needs_human": predicted.needs_human,
+                "confidence": predicted.confidence,
+            },
+        });
+        let mut bytes = serde_json::to_vec(&line)?;
+        bytes.push(b'\n');
+        out.write_all(&bytes)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        written += 1;
+    }
+    out.flush()
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(written)
+}
+
 /// Runs `caretaker train-triage`.
 pub fn train_main(args: TrainTriageArgs) -> ExitCode {
     match run_train(&args) {
@@ -176,6 +223,12 @@ pub fn train_main(args: TrainTriageArgs) -> ExitCode {
 }
 
 fn run_train(args: &TrainTriageArgs) -> anyhow::Result<()> {
+    if args.cv_errors.is_some() && args.folds < 2 {
+        anyhow::bail!(
+            "--cv-errors needs cross-validation, but --folds is {}; give --folds 2 or more",
+            args.folds
+        );
+    }
     let options = TrainOptions {
         alpha: args.alpha,
         max_iterations: args.max_iterations,
@@ -205,6 +258,13 @@ fn run_train(args: &TrainTriageArgs) -> anyhow::Result<()> {
         let predictions = train::cross_validate(&train_split, &options)?;
         let gold: Vec<_> = train_split.iter().map(|r| &r.labels).collect();
         let refs: Vec<&Triage> = predictions.iter().collect();
+        if let Some(path) = &args.cv_errors {
+            let written = write_cv_errors(path, &train_split, &predictions)?;
+            eprintln!(
+                "train-triage: wrote {written} cross-validation disagreements to {}",
+                path.display()
+            );
+        }
         Some(super::score::score(&gold, &refs))
     } else {
         None
@@ -254,4 +314,69 @@ fn run_train(args: &TrainTriageArgs) -> anyhow::Result<()> {
         test_scores.intent_macro_f1, test_scores.emergency_recall
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::triage::score::Labels;
+
+    fn labels(intent: &str) -> Labels {
+        Labels {
+            language: "en".into(),
+            intent: intent.into(),
+            category: None,
+            urgency: "none".into(),
+            needs_human: false,
+            unit: None,
+            pii: Vec::new(),
+        }
+    }
+
+    fn triage_of(labels: &Labels) -> Triage {
+        Triage {
+            language: labels.language.clone(),
+            intent: labels.intent.clone(),
+            category: labels.category.clone(),
+            urgency: labels.urgency.clone(),
+            needs_human: labels.needs_human,
+            unit: None,
+            pii: Vec::new(),
+            confidence: 0.9,
+            explanation: Value::Null,
+        }
+    }
+
+    #[test]
+    fn cv_errors_lists_only_disagreements() {
+        let records: Vec<Record> = ["booking", "lease", "rent_payment"]
+            .iter()
+            .enumerate()
+            .map(|(i, intent)| Record {
+                id: format!("r-{i}"),
+                split: Some("train".into()),
+                text: format!("message {i}"),
+                labels: labels(intent),
+            })
+            .collect();
+        let refs: Vec<&Record> = records.iter().collect();
+        let mut predictions: Vec<Triage> = records.iter().map(|r| triage_of(&r.labels)).collect();
+        predictions[1].intent = "general_question".into();
+        predictions[2].needs_human = true;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("errors.jsonl");
+        assert_eq!(write_cv_errors(&path, &refs, &predictions).unwrap(), 2);
+        let lines: Vec<Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["id"], "r-1");
+        assert_eq!(lines[0]["labels"]["intent"], "lease");
+        assert_eq!(lines[0]["predicted"]["intent"], "general_question");
+        assert_eq!(lines[1]["id"], "r-2");
+        assert_eq!(lines[1]["predicted"]["needs_human"], true);
+    }
 }

@@ -751,11 +751,13 @@ pub fn card(facts: &CardFacts) -> String {
     let _ = writeln!(
         out,
         "\nThe thresholds that turn probabilities into decisions are constants of \
-         `src/triage/classify.rs`: low confidence below {}, model emergency from {}, model \
-         needs_human from {}. The low-confidence and needs_human thresholds were chosen by \
-         cross-validation on the train split.",
+         `src/triage/classify.rs`: low confidence below {}, model emergency from {}, a possible \
+         emergency that a human judges from {}, model needs_human from {}. The emergency, \
+         low-confidence and needs_human thresholds were chosen by cross-validation on the \
+         train split.",
         super::classify::LOW_CONFIDENCE,
         super::classify::MODEL_EMERGENCY_MIN,
+        super::classify::MODEL_POSSIBLE_EMERGENCY_MIN,
         super::classify::MODEL_NEEDS_HUMAN_MIN
     );
     out

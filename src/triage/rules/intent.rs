@@ -1,6 +1,8 @@
-//! Cues of a practical question that only sounds like a repair: the sender writes that nothing
-//! is broken, asks whether something is allowed, how to do something or whom to call if a thing
-//! breaks, or asks when planned works will happen.
+//! Cues of the intent that the model can miss. A practical question only sounds like a repair:
+//! the sender writes that nothing is broken, asks whether something is allowed, how to do
+//! something or whom to call if a thing breaks, or asks when planned works will happen. A
+//! follow-up chases something already sent: it asks whether a notice, an application, a
+//! payment or a booking arrived or went through, or says that an answer is still awaited.
 
 use std::sync::LazyLock;
 
@@ -58,6 +60,53 @@ static QUESTION_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
     ]
 });
 
+static FOLLOWUP_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
+    let q = |rule, pattern: &str| (rule, regex(pattern));
+    vec![
+        q(
+            "asks whether something sent has arrived or gone through",
+            concat!(
+                r"\b(?:(?:has|have|did|was|were) (?:my|our|the) (?:\w+ ){0,4}(?:gone through|",
+                r"go through|been (?:received|approved|processed|sent|registered|accepted|",
+                r"refunded|returned|paid back|dealt with|looked at)|get approved|got approved|",
+                r"arrived|come through)|(?:did|have) you (?:get|got|receive|received) ",
+                r"(?:my|our)|any (?:news|update) (?:on|about)|how far (?:along )?(?:are you|",
+                r"have you got|has it got|is) (?:with )?(?:my|our)|confirm (?:that )?(?:you ",
+                r"(?:got|received|have received|have got)|my (?:\w+ ){0,3}(?:was|has been|is))|",
+                r"tell me (?:if|whether) (?:my|our|you) (?:\w+ ){0,3}(?:was|has been|were|got|",
+                r"received)|har (?:i|du) (?:\w+ )?(?:faaet|modtaget) (?:min|mit|mine|vores)|",
+                r"(?:er|blev) (?:min|mit|mine|vores) (?:\w+ ){0,4}(?:gaaet igennem|modtaget|",
+                r"godkendt|registreret|sendt|behandlet)|hvor langt er (?:i|du|sagen|i kommet)|",
+                r"nyt (?:om|i|paa) (?:min|mit|mine|vores|sagen))\b"
+            ),
+        ),
+        q(
+            "still waits for an answer",
+            concat!(
+                r"\b(?:still waiting (?:for|on)|still (?:havent|have not) (?:had|received|",
+                r"heard|got)|still no (?:answer|reply|word|news)|venter (?:stadig )?paa ",
+                r"(?:svar|at|min|mit|mine|pengene)|stadig ikke (?:faaet|modtaget|hoert)|",
+                r"stadig intet (?:svar|nyt))\b"
+            ),
+        ),
+    ]
+});
+
+/// Finds the cues of a follow-up in `text`: the sender chases something that was already sent
+/// or promised.
+pub fn followup_cues(text: &str) -> Vec<Fired> {
+    let normalised = clauses(text).join(" . ");
+    FOLLOWUP_CUES
+        .iter()
+        .filter_map(|(rule, pattern)| {
+            pattern.find(&normalised).map(|m| Fired {
+                rule,
+                matched: m.as_str().to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Finds the cues of a practical question in `text`. A message with a cue and a question mark
 /// requests information, so the classifier may read it as a general question.
 pub fn practical_question_cues(text: &str) -> Vec<Fired> {
@@ -104,6 +153,34 @@ mod tests {
                 !practical_question_cues(text).is_empty(),
                 "no cue in: {text}"
             );
+        }
+    }
+
+    #[test]
+    fn followups_have_cues() {
+        let cases = [
+            "Has my sublet application gone through yet?",
+            "Did you get my notice? I sent it on the 3rd.",
+            "Please confirm that my laundry booking was cancelled.",
+            "Any news on my parking permit?",
+            "I'm still waiting for the refund of the double payment.",
+            "Har I modtaget mit depositum? Jeg overførte det i fredags.",
+            "Er min ansøgning om husdyr blevet godkendt?",
+            "Hvor langt er I med min fremlejesag?",
+            "Jeg venter stadig på svar om min opsigelse.",
+            "Vi har stadig ikke fået pengene retur for vasketøjet.",
+        ];
+        for text in cases {
+            assert!(!followup_cues(text).is_empty(), "no cue in: {text}");
+        }
+        let without = [
+            "I'd like to give notice on my flat from 1 March.",
+            "Can I book the guest room for the 12th?",
+            "Hvornår skal huslejen betales?",
+            "Did you know the bike shed door is broken?",
+        ];
+        for text in without {
+            assert!(followup_cues(text).is_empty(), "cue in: {text}");
         }
     }
 
