@@ -127,6 +127,13 @@ static HANDOVER: LazyLock<Vec<Handover>> = LazyLock::new(|| {
                 r"(?:manden|kvinden|damen|fyren|familien|folkene|beboeren|lejeren|",
                 r"boernene) (?:i|fra|paa|ved|ovenpaa|nedenunder|overfor)|",
                 r"someone (?:from|in) (?:the )?(?:0|flat|building|staircase|opgang)|",
+                r"someone (?:in|from|on) (?:our |the )?(?:block|building|stairwell|staircase|",
+                r"floor)|whoever (?:lives|is) (?:\w+ ){0,2}(?:above|below|upstairs|downstairs|",
+                r"next door|in|on|under|over)|the (?:couple|students|tenants|residents|owners?|",
+                r"teenagers|children|boys|girls|dog) (?:in|from|on|at|above|below|upstairs|",
+                r"downstairs|next door|across)|nogen (?:i|fra|paa) (?:blok|opgang\w*|nr|0|st|",
+                r"ejendommen|bygningen)|(?:parret|beboerne|lejerne|de unge|drengene|pigerne|",
+                r"studerende) (?:i|paa|fra|ovenpaa|nedenunder)|",
                 r"same person)\b"
             ),
         ),
@@ -142,7 +149,12 @@ static HANDOVER: LazyLock<Vec<Handover>> = LazyLock::new(|| {
                 r"unhelpful|never|ignor\w*|streaks|striber|didnt|did not|kom ikke|",
                 r"ikke svaret|uhoeflig\w*|sur|unprofessional|sloppy|daarligt|poor|bad|",
                 r"treat\w*|behandl\w*|lovet|promised|no answers?|intet svar|ingen svar|",
-                r"sjusk\w*|skaeldte|yelled|shouted|raabte|mess|rod|left)\b"
+                r"sjusk\w*|skaeldte|yelled|shouted|raabte|mess|rod|left)\b|",
+                r"\b(?:painters?|builders?|gardeners?|gartner\w*|renovationen|",
+                r"skraldemaend\w*|bin men|refuse collect\w*|cleaners?|cleaning company|",
+                r"rengoeringsfirma\w*|vinduespudser\w*|window cleaners?|maler\w*) ",
+                r"(?:\w+ ){0,6}(?:har ikke|hasnt|havent|has not|have not|play|plays|leave|",
+                r"leaves|larmer|efterlader)\b"
             ),
         ),
         h(
@@ -382,6 +394,26 @@ mod tests {
             (
                 "The people upstairs have parties every weekend",
                 "people's behaviour",
+            ),
+            (
+                "Whoever lives below us burns incense all evening",
+                "neighbour's behaviour",
+            ),
+            (
+                "The couple in 3. th slam their door",
+                "neighbour's behaviour",
+            ),
+            (
+                "Nogen i blok 3 stiller cykler foran døren",
+                "neighbour's behaviour",
+            ),
+            (
+                "Renovationen har ikke tømt containerne i to uger",
+                "complaint about staff or service",
+            ),
+            (
+                "The painters play loud music from 7 am",
+                "complaint about staff or service",
             ),
         ];
         for (text, rule) in cases {
