@@ -168,15 +168,14 @@ fn append_triage(out: &mut Map<String, Value>, triage: Triage) {
     }
 }
 
-/// Writes the records whose prediction differs from the labels in intent, category, urgency
-/// or `needs_human`, and returns how many there were.
+/// Writes to `file`, created at `path`, the records whose prediction differs from the labels in
+/// intent, category, urgency or `needs_human`, and returns how many there were.
 fn write_cv_errors(
+    file: std::fs::File,
     path: &std::path::Path,
     records: &[&Record],
     predictions: &[Triage],
 ) -> anyhow::Result<usize> {
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("failed to create {}", path.display()))?;
     let mut out = BufWriter::new(file);
     let mut written = 0;
     for (record, predicted) in records.iter().zip(predictions) {
@@ -229,6 +228,14 @@ fn run_train(args: &TrainTriageArgs) -> anyhow::Result<()> {
             args.folds
         );
     }
+    // Created before the minutes of training, so that a path that cannot be written fails now.
+    let cv_errors_file = match &args.cv_errors {
+        Some(path) => Some(
+            std::fs::File::create(path)
+                .with_context(|| format!("failed to create {}", path.display()))?,
+        ),
+        None => None,
+    };
     let options = TrainOptions {
         alpha: args.alpha,
         max_iterations: args.max_iterations,
@@ -258,8 +265,8 @@ fn run_train(args: &TrainTriageArgs) -> anyhow::Result<()> {
         let predictions = train::cross_validate(&train_split, &options)?;
         let gold: Vec<_> = train_split.iter().map(|r| &r.labels).collect();
         let refs: Vec<&Triage> = predictions.iter().collect();
-        if let Some(path) = &args.cv_errors {
-            let written = write_cv_errors(path, &train_split, &predictions)?;
+        if let (Some(path), Some(file)) = (&args.cv_errors, cv_errors_file) {
+            let written = write_cv_errors(file, path, &train_split, &predictions)?;
             eprintln!(
                 "train-triage: wrote {written} cross-validation disagreements to {}",
                 path.display()
@@ -366,7 +373,11 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("errors.jsonl");
-        assert_eq!(write_cv_errors(&path, &refs, &predictions).unwrap(), 2);
+        let file = std::fs::File::create(&path).unwrap();
+        assert_eq!(
+            write_cv_errors(file, &path, &refs, &predictions).unwrap(),
+            2
+        );
         let lines: Vec<Value> = std::fs::read_to_string(&path)
             .unwrap()
             .lines()
