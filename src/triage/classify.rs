@@ -475,6 +475,8 @@ fn head_json(head: &Option<HeadOutput>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::triage::score::{Labels, Record};
+    use crate::triage::train::{train, TrainOptions};
 
     fn output(classes: &[&str], values: &[f32]) -> Option<HeadOutput> {
         Some(HeadOutput {
@@ -499,12 +501,9 @@ mod tests {
         assert!((p - 0.5 / 0.8).abs() < 1e-6, "{p}");
     }
 
-    /// Trains a model on a few messages so that it calls every heating outage an emergency, as
-    /// a model can for a cold flat.
-    fn model_of_cold_emergencies() -> Model {
-        use crate::triage::score::{Labels, Record};
-        use crate::triage::train::{train, TrainOptions};
-        let record = |id: usize, text: String, intent: &str, category: Option<&str>| Record {
+    /// Returns an English training record with the urgency and `needs_human` that `intent` implies.
+    fn record(id: usize, text: String, intent: &str, category: Option<&str>) -> Record {
+        Record {
             id: format!("t-{id}"),
             split: Some("train".into()),
             text,
@@ -522,7 +521,12 @@ mod tests {
                 unit: None,
                 pii: Vec::new(),
             },
-        };
+        }
+    }
+
+    /// Trains a model on a few messages so that it calls every heating outage an emergency, as
+    /// a model can for a cold flat.
+    fn model_of_cold_emergencies() -> Model {
         let mut records = Vec::new();
         for n in 0..8 {
             let text = format!("the heating is off and the radiators are cold in flat {n}");
@@ -563,34 +567,18 @@ mod tests {
 
     #[test]
     fn unsure_model_emergency_goes_to_a_human() {
-        use crate::triage::score::{Labels, Record};
-        use crate::triage::train::{train, TrainOptions};
         // "Zorblat" is in no rule, so only the model can call these emergencies.
-        let record = |id: usize, text: String, intent: &str| Record {
-            id: format!("t-{id}"),
-            split: Some("train".into()),
-            text,
-            labels: Labels {
-                language: "en".into(),
-                intent: intent.into(),
-                category: Some("other".into()),
-                urgency: if intent == "emergency" {
-                    "emergency"
-                } else {
-                    "routine"
-                }
-                .into(),
-                needs_human: intent == "emergency",
-                unit: None,
-                pii: Vec::new(),
-            },
-        };
         let mut records = Vec::new();
         for n in 0..8 {
             let text = format!("the zorblat is glowing in flat {n}");
-            records.push(record(records.len(), text, "emergency"));
+            records.push(record(records.len(), text, "emergency", Some("other")));
             let text = format!("please fix the dripping kitchen tap in flat {n}");
-            records.push(record(records.len(), text, "maintenance_request"));
+            records.push(record(
+                records.len(),
+                text,
+                "maintenance_request",
+                Some("other"),
+            ));
         }
         let refs: Vec<&Record> = records.iter().collect();
         let model = Model::from_file(train(&refs, &TrainOptions::default()).unwrap()).unwrap();

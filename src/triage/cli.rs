@@ -224,7 +224,7 @@ pub fn train_main(args: TrainTriageArgs) -> ExitCode {
 fn run_train(args: &TrainTriageArgs) -> anyhow::Result<()> {
     if args.cv_errors.is_some() && args.folds < 2 {
         anyhow::bail!(
-            "--cv-errors needs cross-validation, but --folds is {}; give --folds 2 or more",
+            "--cv-errors requires cross-validation, but --folds is {}; pass --folds 2 or more",
             args.folds
         );
     }

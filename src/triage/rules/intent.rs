@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{clauses, regex, Fired};
+use super::{find_cues, regex, Fired};
 
 static QUESTION_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
     let q = |rule, pattern: &str| (rule, regex(pattern));
@@ -101,16 +101,7 @@ static FOLLOWUP_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
 /// Finds the cues of a follow-up in `text`: the sender chases something that was already sent
 /// or promised.
 pub fn followup_cues(text: &str) -> Vec<Fired> {
-    let normalised = clauses(text).join(" . ");
-    FOLLOWUP_CUES
-        .iter()
-        .filter_map(|(rule, pattern)| {
-            pattern.find(&normalised).map(|m| Fired {
-                rule,
-                matched: m.as_str().to_string(),
-            })
-        })
-        .collect()
+    find_cues(&FOLLOWUP_CUES, text)
 }
 
 /// Finds the cues of a practical question in `text`. A message with a cue and a question mark
@@ -119,16 +110,7 @@ pub fn practical_question_cues(text: &str) -> Vec<Fired> {
     if !text.contains('?') {
         return Vec::new();
     }
-    let normalised = clauses(text).join(" . ");
-    QUESTION_CUES
-        .iter()
-        .filter_map(|(rule, pattern)| {
-            pattern.find(&normalised).map(|m| Fired {
-                rule,
-                matched: m.as_str().to_string(),
-            })
-        })
-        .collect()
+    find_cues(&QUESTION_CUES, text)
 }
 
 #[cfg(test)]

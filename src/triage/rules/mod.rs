@@ -71,6 +71,21 @@ pub fn clauses(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Returns the rules of `table` whose pattern matches a clause of `text`, each with the words
+/// that matched.
+fn find_cues(table: &[(&'static str, Regex)], text: &str) -> Vec<Fired> {
+    let normalised = clauses(text).join(" . ");
+    table
+        .iter()
+        .filter_map(|(rule, pattern)| {
+            pattern.find(&normalised).map(|m| Fired {
+                rule,
+                matched: m.as_str().to_string(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

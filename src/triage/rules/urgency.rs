@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{clauses, regex, Fired};
+use super::{find_cues, regex, Fired};
 
 /// Cues of a repair that is due within 24 hours.
 static URGENT: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
@@ -110,14 +110,5 @@ static URGENT: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
 
 /// Finds cues of an urgent repair in `text`.
 pub fn urgent_cues(text: &str) -> Vec<Fired> {
-    let normalised = clauses(text).join(" . ");
-    URGENT
-        .iter()
-        .filter_map(|(rule, pattern)| {
-            pattern.find(&normalised).map(|m| Fired {
-                rule,
-                matched: m.as_str().to_string(),
-            })
-        })
-        .collect()
+    find_cues(&URGENT, text)
 }
