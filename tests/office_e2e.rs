@@ -624,6 +624,11 @@ fn smtp_relay_retries_temporary_failure() {
         "{failures} failures logged:\n{}",
         office.read_log()
     );
+    // The relay writes its state after the server has accepted the mail, so wait for the file.
+    let recorded = wait_until(WAIT, || {
+        std::fs::read_to_string(&state).is_ok_and(|content| content.trim() == "1")
+    });
+    assert!(recorded, "state file {}", state.display());
     assert_eq!(std::fs::read_to_string(&state).unwrap().trim(), "1");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(server.mails().len(), 1, "the accepted mail was sent again");
