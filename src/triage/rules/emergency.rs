@@ -1,6 +1,7 @@
 //! The emergency lexicon: danger words in both languages, with negated, hypothetical and
 //! resolved uses set aside, and the emergencies that span sentences (a person in a stopped
-//! lift, no heat in freezing weather for a vulnerable person).
+//! lift, no heat in freezing weather for a vulnerable person, a person who collapsed behind a
+//! door that nobody can open, parts of the building falling where people walk).
 
 use std::sync::LazyLock;
 
@@ -647,6 +648,12 @@ pub fn emergencies(text: &str, language: &str) -> (Vec<Emergency>, Vec<Dismissed
     if found.is_empty() && !resolved {
         found.extend(child_locked_in_alone(text));
     }
+    if found.is_empty() && !resolved {
+        found.extend(person_down_out_of_reach(text));
+    }
+    if found.is_empty() && !resolved {
+        found.extend(building_part_falling_on_people(text));
+    }
     (found, dismissed)
 }
 
@@ -977,6 +984,179 @@ fn child_locked_in_alone(text: &str) -> Option<Emergency> {
         },
         category: "doors_locks",
     })
+}
+
+/// A person, named by a pronoun, a relation or a word for someone.
+const PERSON: &str = concat!(
+    r"\b(?:i|we|he|she|they|someone|somebody|wife|husband|partner|son|daughter|child|kid|",
+    r"mother|father|mum|mom|dad|grand(?:ma|pa|mother|father)|gran|aunt|uncle|brother|",
+    r"sister|friend|neighbou?r|flatmate|roommate|boyfriend|girlfriend|man|woman|lady|",
+    r"tenant|resident|person|jeg|vi|han|hun|nogen|kone|mand|kaereste|soen|datter|barn|",
+    r"mor|far|mormor|morfar|farmor|farfar|bedstemor|bedstefar|moster|faster|onkel|bror|",
+    r"soester|ven|veninde|nabo|naboen|beboer|beboeren|dame|damen|herre|manden|kvinden)"
+);
+
+/// A person who has collapsed or been hurt and cannot help themselves. Words that only
+/// describe a person ("fainted", "bevidstløs") stand alone. A fall, not responding or not
+/// getting up needs a person before it.
+static PERSON_DOWN: LazyLock<Regex> = LazyLock::new(|| {
+    regex(&format!(
+        concat!(
+            r"\b(?:fainted|passed out|blacked out|unconscious|unresponsive|not breathing|",
+            r"besvim(?:et|ede|er)|bevidstloes|faldet om|faldt om|segnet om|",
+            r"traekker ikke vejret|{person}(?: \w+){{0,3}} (?:collapsed|fell|has fallen|",
+            r"had a fall|slipped|is not responding|isn ?t responding|not moving|",
+            r"doesn ?t respond|does not respond|can ?t get up|cannot get up|",
+            r"is lying on the (?:\w+ )?floor|er faldet|faldt|gled|reagerer ikke|",
+            r"svarer ikke|roerer sig ikke|kan ikke rejse sig|kan ikke komme op|",
+            r"ligger paa (?:\w+ )?gulvet))\b"
+        ),
+        person = PERSON
+    ))
+});
+
+/// Words saying that the door to the person is locked from inside, jammed or blocked.
+static OUT_OF_REACH: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:locked (?:from )?(?:the )?inside|laas(?:t|et) indefra|laas(?:t|et) inde|",
+        r"(?:door|lock) (?:\w+ ){0,3}(?:jammed|stuck|won ?t open|will not open|",
+        r"cannot be opened|can ?t be opened|is locked|blocked)|",
+        r"(?:doer\w*|laas\w*) (?:\w+ ){0,3}(?:sidder fast|klemmer|er laas(?:t|et)|",
+        r"kan ikke (?:\w+ )?(?:aabnes|aabne|lukkes op)|vil ikke (?:gaa op|aabne)|",
+        r"blokeret|spaerret)|(?:can ?t|cannot|kan ikke|kommer ikke) (?:\w+ ){0,2}",
+        r"(?:get in|get to (?:him|her|them)|reach (?:him|her|them)|open the door|",
+        r"get the door open|komme ind|komme til|faa doeren op|aabne doeren)|",
+        r"blocking the door|blokerer doeren|(?:against|op ad|mod) (?:the )?doer(?:en)?|",
+        r"against the door)\b"
+    ))
+});
+
+/// Words saying that the person who fell is well or already out.
+static PERSON_SAFE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:(?:is|are|was|er|var) (?:\w+ )?(?:ok|okay|fine|alright|all right|uskadt|",
+        r"unhurt)|har det (?:\w+ )?(?:fint|godt)|feels? (?:\w+ )?(?:fine|better)|",
+        r"(?:got|kom|er kommet) (?:\w+ )?(?:out|ud))\b"
+    ))
+});
+
+/// Finds a person who collapsed or fell behind a door that nobody can open, which is a danger
+/// to that person until someone gets in.
+fn person_down_out_of_reach(text: &str) -> Option<Emergency> {
+    let normalised = clauses(text).join(" . ");
+    let down = PERSON_DOWN.find(&normalised)?;
+    let reach = OUT_OF_REACH.find(&normalised)?;
+    let first = down.start().min(reach.start());
+    let before_down = after_last_conjunction(&normalised[..down.start()]);
+    if HYPOTHETICAL.is_match(&normalised[..first])
+        || NEGATION.is_match(before_down)
+        || PERSON_SAFE.is_match(&normalised)
+    {
+        return None;
+    }
+    Some(Emergency {
+        fired: Fired {
+            rule: "person down out of reach",
+            matched: format!("{}; {}", down.as_str(), reach.as_str()),
+        },
+        category: "doors_locks",
+    })
+}
+
+/// A part of the building that breaks off: balcony, roof, facade, gutter, railing, glass.
+static BUILDING_PART: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:balcon\w*|altan\w*|roof tiles?|slates?|tagsten\w*|teglsten\w*|",
+        r"skifer\w*|bricks?|mursten\w*|facade\w*|facadeplade\w*|cladding|plaster|puds\w*|",
+        r"concrete|beton\w*|gutters?|tagrende\w*|nedloebsroer\w*|drainpipe|railings?|",
+        r"raekvaerk\w*|gelaender\w*|chimney|skorsten\w*|window ?panes?|ruder?|ruden|",
+        r"glass|glas|glasset|sheets? of metal|tagplade\w*|eaves|",
+        r"sternbraedt\w*|vindskede\w*)\b"
+    ))
+});
+
+/// Verbs of a part that is breaking off or falling now.
+static FALLING: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:falling|falls (?:off|down|out)|dropping|drops|coming off|breaking off|",
+        r"crashing down|blowing off|falder|drysser ned|styrter|braekker af|blaeser af|",
+        r"rives af|flaekker af)\b"
+    ))
+});
+
+/// Verbs of a part that broke off or fell before the message was written.
+static FELL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:fell|fallen|dropped|came off|broke off|crashed down|blew off|blown off|",
+        r"faldet|faldt|styrtede|braekket af|knaekket af|revet af|blaest af)\b"
+    ))
+});
+
+/// Places outside the building where people walk or play.
+static PLACE_BELOW: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:pavement|sidewalk|footpath|street|road|playground|sandpit|sandbox|",
+        r"courtyard|walkway|car park|parking|fortov\w*|gaden|vejen|legeplads\w*|",
+        r"sandkass\w*|gaarden|gaardhaven|gangsti\w*|parkeringsplads\w*)\b"
+    ))
+});
+
+/// People who play or pass below, or who were nearly hit.
+static PEOPLE_BELOW: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:(?:children|kids|people|passers ?by|pedestrians|residents|tenants|boern\w*|",
+        r"folk|forbipasserende|beboerne) (?:\w+ ){0,2}(?:play|plays|playing|walk|walks|",
+        r"walking|pass|passes|passing|sit|sits|sitting|leger|gaar|sidder|passerer|",
+        r"faerdes|cykler)|where (?:\w+ ){0,2}(?:play|walk)|hvor (?:\w+ ){0,2}(?:leger|gaar)|",
+        r"(?:hit|hitting|struck|landed on) (?:someone|somebody|a person|people|a child|",
+        r"kids|children)|(?:ramme|rammer|ramt|ramte) (?:nogen|et barn|boern|folk))\b"
+    ))
+});
+
+/// Words that put the fall weeks, months or years back.
+static LONG_AGO: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"\b(?:weeks?|months?|uger?|maaneder?|aar|years?) (?:ago|siden)\b"));
+
+/// Finds a part of the building breaking off over a place where people walk or play, or one
+/// that has fallen and nearly hit someone.
+fn building_part_falling_on_people(text: &str) -> Option<Emergency> {
+    let normalised = clauses(text).join(" . ");
+    let people = PEOPLE_BELOW.find(&normalised);
+    let place = PLACE_BELOW.find(&normalised);
+    if LONG_AGO.is_match(&normalised) || (people.is_none() && place.is_none()) {
+        return None;
+    }
+    for clause in clauses(text) {
+        let Some(part) = BUILDING_PART.find(&clause) else {
+            continue;
+        };
+        // A fall that is over counts only when it nearly hit someone. A part that keeps falling
+        // is a danger to anyone who walks below.
+        let (falling, below) = match (FALLING.find(&clause), FELL.find(&clause), people) {
+            (Some(falling), _, _) => (falling, people.or(place)),
+            (None, Some(fell), Some(people)) => (fell, Some(people)),
+            _ => continue,
+        };
+        let Some(below) = below else { continue };
+        let first = part.start().min(falling.start());
+        let before_falling = after_last_conjunction(&clause[..falling.start()]);
+        if HYPOTHETICAL.is_match(&clause[..first]) || NEGATION.is_match(before_falling) {
+            continue;
+        }
+        return Some(Emergency {
+            fired: Fired {
+                rule: "building part falling on people",
+                matched: format!(
+                    "{}; {}; {}",
+                    part.as_str(),
+                    falling.as_str(),
+                    below.as_str()
+                ),
+            },
+            category: "structural",
+        });
+    }
+    None
 }
 
 static NO_HEAT: LazyLock<Regex> = LazyLock::new(|| {
@@ -1598,6 +1778,109 @@ mod tests {
             ("Jeg har låst mig ude. Kan nogen komme med en nøgle?", "da"),
             (
                 "What should I do if my child locks himself in the bathroom alone?",
+                "en",
+            ),
+        ];
+        for (text, language) in harmless {
+            let (found, _) = emergencies(text, language);
+            assert!(found.is_empty(), "emergency in: {text}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn person_down_behind_a_door_is_emergency() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "My wife fainted in the laundry room, the door is jammed",
+                "en",
+            ),
+            (
+                "Min far på 85 er faldet i badet, døren er låst indefra",
+                "da",
+            ),
+            (
+                "My elderly neighbour has collapsed in his hall. He is lying against the door \
+                 and we can't get in",
+                "en",
+            ),
+            ("Naboen er besvimet derinde og døren sidder fast", "da"),
+            (
+                "mor faldt i entreen og ligger op ad døren, jeg kan ikke komme ind",
+                "da",
+            ),
+        ];
+        for (text, language) in cases {
+            let (found, _) = emergencies(text, language);
+            assert!(!found.is_empty(), "no emergency in: {text}");
+            assert_eq!(
+                found[0].fired.rule, "person down out of reach",
+                "text: {text}"
+            );
+            assert_eq!(found[0].category, "doors_locks", "text: {text}");
+        }
+        let harmless: &[(&str, &str)] = &[
+            ("The bathroom door is jammed, can someone come by?", "en"),
+            ("I fell on the icy steps yesterday, please salt them", "en"),
+            (
+                "What should we do if my mother fell and the door was locked from inside?",
+                "en",
+            ),
+            ("Lampen er faldet ned, og skabsdøren klemmer", "da"),
+            (
+                "Min mand er faldet, han har det fint nu. Døren klemmer lidt",
+                "da",
+            ),
+        ];
+        for (text, language) in harmless {
+            let (found, _) = emergencies(text, language);
+            assert!(found.is_empty(), "emergency in: {text}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn building_part_falling_on_people_is_emergency() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "Pieces of the balcony above us are falling off where the children play",
+                "en",
+            ),
+            (
+                "Roof tiles keep falling onto the pavement in this wind",
+                "en",
+            ),
+            (
+                "Der falder stykker af altanen ned i gården, hvor børnene leger",
+                "da",
+            ),
+            ("Tagsten blæser af taget og ned på fortovet", "da"),
+            (
+                "A chunk of the facade came off this morning. It nearly hit someone.",
+                "en",
+            ),
+        ];
+        for (text, language) in cases {
+            let (found, _) = emergencies(text, language);
+            assert!(!found.is_empty(), "no emergency in: {text}");
+            assert_eq!(found[0].category, "structural", "text: {text}: {found:?}");
+        }
+        let harmless: &[(&str, &str)] = &[
+            ("Tiles are falling off the bathroom wall", "en"),
+            (
+                "Det er seks uger siden, tagrenden ud mod gården faldt ned",
+                "da",
+            ),
+            ("A slate fell off the roof onto the road last night", "en"),
+            (
+                "The gutter over the pavement has come loose, but nothing has fallen yet",
+                "en",
+            ),
+            ("Tagrenden hænger og drypper ned på min altan", "da"),
+            (
+                "What happens if a roof tile falls down onto the street? Who is liable?",
+                "en",
+            ),
+            (
+                "The street lamp outside is broken, kids play there at night",
                 "en",
             ),
         ];
