@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{find_cues, regex, Fired};
+use super::{clauses, find_cues, regex, Fired};
 
 static QUESTION_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
     let q = |rule, pattern: &str| (rule, regex(pattern));
@@ -98,6 +98,82 @@ static FOLLOWUP_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
     ]
 });
 
+/// Cues of a message that chases a repair already reported: the sender writes for the third
+/// time, a craftsman came and the fault is still there, or the sender wants to know whether
+/// someone still works on it.
+static REPAIR_FOLLOWUP_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
+    let q = |rule, pattern: &str| (rule, regex(pattern));
+    vec![
+        q(
+            "writes about the same fault again",
+            concat!(
+                r"\b(?:(?:second|third|fourth|fifth|0(?:nd|rd|th)) time (?:i|we)(?: \w+)? ",
+                r"(?:write|ask|report|mail|contact|call|am writing|have written)|",
+                r"(?:anden|tredje|fjerde|femte) gang (?:jeg|vi) (?:skriver|spoerger|melder|",
+                r"ringer|henvender)|igen (?:\. )?ingen (?:har|er) (?:\w+ )?(?:vaeret|kommet)|",
+                r"(?:i|we) (?:asked|told|reported|wrote to|mailed) (?:\w+ ){0,2}(?:last|a|two|",
+                r"three|0) (?:week|weeks|month|days)|(?:spurgte|skrev til|meldte|anmeldte) ",
+                r"(?:\w+ ){0,3}(?:i sidste uge|for \w+ (?:uger|dage) siden))\b"
+            ),
+        ),
+        q(
+            "the fault is still there after a visit",
+            concat!(
+                r"\b(?:(?:still|stadig)(?: \w+){0,4} (?:after|efter) (?:his|her|their|the|",
+                r"your|besoeget|reparationen)|(?:came|was here|were here|var her|kom) ",
+                r"(?:\w+ ){0,2}(?:to fix|to repair|and fixed|and repaired|for at (?:lave|",
+                r"reparere|ordne|skifte)|og (?:lavede|reparerede|ordnede|skiftede))",
+                r"(?: \w+){0,6} \. (?:\w+ ){0,6}(?:still|stadig)|(?:coming|come) back to ",
+                r"(?:finish|fix|complete)|kommer (?:\w+ )?tilbage (?:og|for at))\b"
+            ),
+        ),
+        q(
+            "asks whether the repair is under way",
+            concat!(
+                r"\b(?:(?:has|have) (?:it|this|that) been (?:put on|added|registered|logged)|",
+                r"(?:is|are) (?:someone|anyone|somebody) (?:still )?(?:working on|looking at)|",
+                r"kiggede (?:en|jeres|vicevaerten|haandvaerkeren) (?:\w+ )?paa)\b"
+            ),
+        ),
+    ]
+});
+
+/// Finds the cues of a message that chases a repair already reported in `text`.
+pub fn repair_followup_cues(text: &str) -> Vec<Fired> {
+    find_cues(&REPAIR_FOLLOWUP_CUES, text)
+}
+
+/// Words that open another request in the same message: "also", "on another note",
+/// "og så", "derudover", "og nu".
+static ADDITION: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:also|on another note|another thing|one more thing|by the way|btw|and now|",
+        r"in addition|additionally|and theres|and there is|and there are|plus|",
+        r"og saa|derudover|desuden|og nu|og btw|og vigtigere|forresten|en anden ting|",
+        r"og der er|og saa er der|og ogsaa)\b"
+    ))
+});
+
+/// Splits `text` into the requests that words of addition open, each as normalised clauses.
+/// A message without such a word is one part.
+pub fn request_parts(text: &str) -> Vec<String> {
+    let normalised = clauses(text).join(" . ");
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for m in ADDITION.find_iter(&normalised) {
+        let part = normalised[start..m.start()].trim_matches([' ', '.']);
+        if !part.is_empty() {
+            parts.push(part.to_string());
+        }
+        start = m.start();
+    }
+    let last = normalised[start..].trim_matches([' ', '.']);
+    if !last.is_empty() {
+        parts.push(last.to_string());
+    }
+    parts
+}
+
 /// Finds the cues of a follow-up in `text`: the sender chases something that was already sent
 /// or promised.
 pub fn followup_cues(text: &str) -> Vec<Fired> {
@@ -142,6 +218,60 @@ mod tests {
                 "no cue in: {text}"
             );
         }
+    }
+
+    #[test]
+    fn repair_followups_have_cues() {
+        let cases = [
+            "Third time I write about the broken dryer. Does anyone read these?",
+            "Fjerde gang jeg skriver om vandhanen i køkkenet.",
+            "Igen: ingen har været her for at se på ventilationen.",
+            "The radiator is still cold after his visit on Monday.",
+            "The electrician came to fix the light, but the hall is still dark.",
+            "Håndværkeren var her for at skifte låsen, men den klemmer stadig.",
+            "When is the painter coming back to finish the ceiling?",
+            "I reported the loose tile two weeks ago. Has it been put on the list?",
+            "Is someone still working on the lift in B?",
+        ];
+        for text in cases {
+            assert!(!repair_followup_cues(text).is_empty(), "no cue in: {text}");
+        }
+        let without = [
+            "The lift has been out of order since Friday and nobody has come.",
+            "The door handle came off. I can still close the door.",
+            "En gren er faldet ned over stien. Ingen er kommet til skade.",
+            "The tap still drips after I changed the washer myself.",
+            "Please send someone to look at the radiator.",
+        ];
+        for text in without {
+            assert!(
+                repair_followup_cues(text).is_empty(),
+                "cue in: {text}: {:?}",
+                repair_followup_cues(text)
+            );
+        }
+    }
+
+    #[test]
+    fn words_of_addition_split_requests() {
+        let parts = request_parts(
+            "Jeg vil gerne opsige min lejlighed. Derudover løber toilettet konstant, 3.th",
+        );
+        assert_eq!(
+            parts,
+            vec![
+                "jeg vil gerne opsige min lejlighed",
+                "derudover loeber toilettet konstant 0 th",
+            ]
+        );
+        let parts = request_parts("Can I pay a week late? Also the landing light is out.");
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        assert_eq!(parts[1], "also the landing light is out");
+        let one = request_parts("The tap drips and the drain is slow.");
+        assert_eq!(one, vec!["the tap drips and the drain is slow"]);
+        assert_eq!(request_parts("Also."), vec!["also"]);
+        let parts = request_parts("May I sublet my room? And there's a draught at the window.");
+        assert_eq!(parts.len(), 2, "{parts:?}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub use emergency::{
     denies_emergency, emergencies, heating_outage_without_vulnerable_person, Dismissed, Emergency,
 };
 pub use handover::handover;
-pub use intent::{followup_cues, practical_question_cues};
+pub use intent::{followup_cues, practical_question_cues, repair_followup_cues, request_parts};
 pub use language::language_votes;
 pub use urgency::urgent_cues;
 
@@ -101,6 +101,7 @@ mod tests {
         let _ = urgent_cues(text);
         let _ = practical_question_cues("Is it OK to keep a bike here?");
         let _ = followup_cues("Has my notice been received?");
+        let _ = repair_followup_cues("Third time I write about the tap.");
         let _ = language_votes(text);
         let _ = no_request(text);
         assert!(!clauses(text).is_empty());
