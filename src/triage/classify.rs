@@ -166,6 +166,9 @@ pub fn classify(model: &Model, text: &str) -> Triage {
         let chosen = practical_question(chosen, &intent_head, text, &mut explanation);
         let chosen = chased_followup(chosen, text, &mut explanation);
         let chosen = chased_repair(chosen, text, &mut explanation);
+        // A message that chases a repair already reported is still work to do.
+        let chases_repair =
+            chosen == "status_followup" && !rules::repair_followup_cues(text).is_empty();
         added = added_repair(&chosen, model, text, &mut explanation);
         intent = match &added {
             Some(_) => "maintenance_request".to_string(),
@@ -185,6 +188,12 @@ pub fn classify(model: &Model, text: &str) -> Triage {
             "maintenance_request" => choose_urgency(
                 added.as_ref().map_or(&urgency_head, |a| &a.urgency),
                 added.as_ref().map_or(text, |a| &a.part),
+                &["urgent", "routine"],
+                &mut explanation,
+            ),
+            "status_followup" if chases_repair => choose_urgency(
+                &urgency_head,
+                text,
                 &["urgent", "routine"],
                 &mut explanation,
             ),
@@ -399,7 +408,11 @@ fn added_repair(
     if parts.len() < 2 {
         return None;
     }
-    parts.into_iter().find_map(|part| {
+    // Thanks or a question of a few words after "also" is no repair, though the model,
+    // trained on whole messages, can read any short text as one.
+    let substantial =
+        |part: &String| part.split_whitespace().count() >= 5 && rules::no_request(part).is_none();
+    parts.into_iter().filter(substantial).find_map(|part| {
         let features = text::features(&part);
         let rows = model.rows(&features);
         let head = |label: &str| model.predict_rows(label, &features, &rows);
@@ -727,5 +740,9 @@ mod tests {
         // Without a word of addition the message is one request, which the model judges whole.
         let text = "I want to give notice on my flat from next month.";
         assert_eq!(classify(&model, text).intent, "lease");
+        // Thanks after "also" is no second request.
+        let text = "I want to give notice on my flat from next month. Also, thanks!";
+        let rules = classify(&model, text).explanation["rules"].to_string();
+        assert!(!rules.contains("another request"), "{rules}");
     }
 }

@@ -1002,10 +1002,10 @@ const PERSON: &str = concat!(
 static PERSON_DOWN: LazyLock<Regex> = LazyLock::new(|| {
     regex(&format!(
         concat!(
-            r"\b(?:fainted|passed out|blacked out|unconscious|unresponsive|not breathing|",
+            r"\b(?:fainted|blacked out|unconscious|unresponsive|not breathing|",
             r"besvim(?:et|ede|er)|bevidstloes|faldet om|faldt om|segnet om|",
-            r"traekker ikke vejret|{person}(?: \w+){{0,3}} (?:collapsed|fell|has fallen|",
-            r"had a fall|slipped|is not responding|isn ?t responding|not moving|",
+            r"traekker ikke vejret|{person}(?: \w+){{0,3}} (?:collapsed|passed out|fell|",
+            r"has fallen|had a fall|took a fall|slipped|is not responding|isn ?t responding|not moving|",
             r"doesn ?t respond|does not respond|can ?t get up|cannot get up|",
             r"is lying on the (?:\w+ )?floor|er faldet|faldt|gled|reagerer ikke|",
             r"svarer ikke|roerer sig ikke|kan ikke rejse sig|kan ikke komme op|",
@@ -1014,6 +1014,11 @@ static PERSON_DOWN: LazyLock<Regex> = LazyLock::new(|| {
         person = PERSON
     ))
 });
+
+/// Words after "fell" or "faldt" that make it no fall of a person: asleep, behind on rent, off
+/// a bike outside.
+static NOT_A_FALL: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^ (?:asleep|behind|off|for|in love|i soevn|bagud|af)\b"));
 
 /// Words saying that the door to the person is locked from inside, jammed or blocked.
 static OUT_OF_REACH: LazyLock<Regex> = LazyLock::new(|| {
@@ -1024,9 +1029,9 @@ static OUT_OF_REACH: LazyLock<Regex> = LazyLock::new(|| {
         r"(?:doer\w*|laas\w*) (?:\w+ ){0,3}(?:sidder fast|klemmer|er laas(?:t|et)|",
         r"kan ikke (?:\w+ )?(?:aabnes|aabne|lukkes op)|vil ikke (?:gaa op|aabne)|",
         r"blokeret|spaerret)|(?:can ?t|cannot|kan ikke|kommer ikke) (?:\w+ ){0,2}",
-        r"(?:get in|get to (?:him|her|them)|reach (?:him|her|them)|open the door|",
+        r"(?:get in|get into|get to (?:him|her|them)|reach (?:him|her|them)|open the door|",
         r"get the door open|komme ind|komme til|faa doeren op|aabne doeren)|",
-        r"blocking the door|blokerer doeren|(?:against|op ad|mod) (?:the )?doer(?:en)?|",
+        r"kommer ikke (?:\w+ )?ind|blocking the door|blokerer doeren|(?:against|op ad|mod) (?:the )?doer(?:en)?|",
         r"against the door)\b"
     ))
 });
@@ -1034,8 +1039,8 @@ static OUT_OF_REACH: LazyLock<Regex> = LazyLock::new(|| {
 /// Words saying that the person who fell is well or already out.
 static PERSON_SAFE: LazyLock<Regex> = LazyLock::new(|| {
     regex(concat!(
-        r"\b(?:(?:is|are|was|er|var) (?:\w+ )?(?:ok|okay|fine|alright|all right|uskadt|",
-        r"unhurt)|har det (?:\w+ )?(?:fint|godt)|feels? (?:\w+ )?(?:fine|better)|",
+        r"\b(?:(?:is|are|er) (?:ok|okay|fine|alright|all right|uskadt|unhurt)(?: now| nu)?",
+        r"(?: \.|$)|har det (?:fint|godt)|feels? (?:\w+ )?(?:fine|better)|",
         r"(?:got|kom|er kommet) (?:\w+ )?(?:out|ud))\b"
     ))
 });
@@ -1045,12 +1050,16 @@ static PERSON_SAFE: LazyLock<Regex> = LazyLock::new(|| {
 fn person_down_out_of_reach(text: &str) -> Option<Emergency> {
     let normalised = clauses(text).join(" . ");
     let down = PERSON_DOWN.find(&normalised)?;
+    if NOT_A_FALL.is_match(&normalised[down.end()..]) {
+        return None;
+    }
     let reach = OUT_OF_REACH.find(&normalised)?;
     let first = down.start().min(reach.start());
     let before_down = after_last_conjunction(&normalised[..down.start()]);
     if HYPOTHETICAL.is_match(&normalised[..first])
         || NEGATION.is_match(before_down)
         || PERSON_SAFE.is_match(&normalised)
+        || LONG_AGO.is_match(&normalised)
     {
         return None;
     }
@@ -1066,7 +1075,7 @@ fn person_down_out_of_reach(text: &str) -> Option<Emergency> {
 /// A part of the building that breaks off: balcony, roof, facade, gutter, railing, glass.
 static BUILDING_PART: LazyLock<Regex> = LazyLock::new(|| {
     regex(concat!(
-        r"\b(?:balcon\w*|altan\w*|roof tiles?|slates?|tagsten\w*|teglsten\w*|",
+        r"\b(?:balcon(?:y|ies)|altan(?:en|er|erne)?|roof tiles?|slates?|tagsten\w*|teglsten\w*|",
         r"skifer\w*|bricks?|mursten\w*|facade\w*|facadeplade\w*|cladding|plaster|puds\w*|",
         r"concrete|beton\w*|gutters?|tagrende\w*|nedloebsroer\w*|drainpipe|railings?|",
         r"raekvaerk\w*|gelaender\w*|chimney|skorsten\w*|window ?panes?|ruder?|ruden|",
@@ -1080,7 +1089,7 @@ static FALLING: LazyLock<Regex> = LazyLock::new(|| {
     regex(concat!(
         r"\b(?:falling|falls (?:off|down|out)|dropping|drops|coming off|breaking off|",
         r"crashing down|blowing off|falder|drysser ned|styrter|braekker af|blaeser af|",
-        r"rives af|flaekker af)\b"
+        r"rives af|flaekker af|ved at falde)\b"
     ))
 });
 
@@ -1109,13 +1118,22 @@ static PEOPLE_BELOW: LazyLock<Regex> = LazyLock::new(|| {
         r"walking|pass|passes|passing|sit|sits|sitting|leger|gaar|sidder|passerer|",
         r"faerdes|cykler)|where (?:\w+ ){0,2}(?:play|walk)|hvor (?:\w+ ){0,2}(?:leger|gaar)|",
         r"(?:hit|hitting|struck|landed on) (?:someone|somebody|a person|people|a child|",
-        r"kids|children)|(?:ramme|rammer|ramt|ramte) (?:nogen|et barn|boern|folk))\b"
+        r"kids|children)|(?:ramme|rammer|ramt|ramte) (?:\w+ )?(?:nogen|et barn|boern|folk))\b"
     ))
 });
 
-/// Words that put the fall weeks, months or years back.
-static LONG_AGO: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"\b(?:weeks?|months?|uger?|maaneder?|aar|years?) (?:ago|siden)\b"));
+/// Things that fall from the sky or from trees onto a part of the building: snow, rain, leaves.
+static WEATHER: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"\b(?:snow|sne|sneen|rain|regn|regnen|water|vand|vandet|leaves|blade|bladene|hail)\b")
+});
+
+/// Words that put an event weeks, months or years back.
+static LONG_AGO: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"\b(?:(?:weeks?|months?|uger?|maaneder?|aar|years?) (?:ago|siden)|",
+        r"last (?:week|month|year)|sidste (?:uge|maaned|aar))\b"
+    ))
+});
 
 /// Finds a part of the building breaking off over a place where people walk or play, or one
 /// that has fallen and nearly hit someone.
@@ -1130,6 +1148,9 @@ fn building_part_falling_on_people(text: &str) -> Option<Emergency> {
         let Some(part) = BUILDING_PART.find(&clause) else {
             continue;
         };
+        if WEATHER.is_match(&clause) {
+            continue;
+        }
         // A fall that is over counts only when it nearly hit someone. A part that keeps falling
         // is a danger to anyone who walks below.
         let (falling, below) = match (FALLING.find(&clause), FELL.find(&clause), people) {
@@ -1805,6 +1826,10 @@ mod tests {
             ),
             ("Naboen er besvimet derinde og døren sidder fast", "da"),
             (
+                "Min mor er faldet og har det ikke godt, vi kommer ikke ind",
+                "da",
+            ),
+            (
                 "mor faldt i entreen og ligger op ad døren, jeg kan ikke komme ind",
                 "da",
             ),
@@ -1830,6 +1855,20 @@ mod tests {
                 "Min mand er faldet, han har det fint nu. Døren klemmer lidt",
                 "da",
             ),
+            (
+                "My son fell off his bike yesterday, and the bike shed door is jammed",
+                "en",
+            ),
+            (
+                "I fell asleep on the train and now the lock is jammed",
+                "en",
+            ),
+            ("We fell behind on rent and now we can't get in", "en"),
+            (
+                "Last month my husband collapsed in the hall. Can you fit a lock we can open \
+                 from outside?",
+                "en",
+            ),
         ];
         for (text, language) in harmless {
             let (found, _) = emergencies(text, language);
@@ -1853,6 +1892,7 @@ mod tests {
                 "da",
             ),
             ("Tagsten blæser af taget og ned på fortovet", "da"),
+            ("Altanen er ved at falde ned på fortovet", "da"),
             (
                 "A chunk of the facade came off this morning. It nearly hit someone.",
                 "en",
@@ -1875,6 +1915,22 @@ mod tests {
                 "en",
             ),
             ("Tagrenden hænger og drypper ned på min altan", "da"),
+            (
+                "Blade falder ned i tagrenden ud mod gaden, den skal renses",
+                "da",
+            ),
+            (
+                "Snow is falling and the gutter above the pavement is blocked",
+                "en",
+            ),
+            (
+                "Altandøren falder i med et brag, børnene leger ved den",
+                "da",
+            ),
+            (
+                "Tagrenden faldt ned sidste måned, lige hvor børnene leger",
+                "da",
+            ),
             (
                 "What happens if a roof tile falls down onto the street? Who is liable?",
                 "en",

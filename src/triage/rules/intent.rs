@@ -112,19 +112,22 @@ static REPAIR_FOLLOWUP_CUES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::ne
                 r"(?:anden|tredje|fjerde|femte) gang (?:jeg|vi) (?:skriver|spoerger|melder|",
                 r"ringer|henvender)|igen (?:\. )?ingen (?:har|er) (?:\w+ )?(?:vaeret|kommet)|",
                 r"(?:i|we) (?:asked|told|reported|wrote to|mailed) (?:\w+ ){0,2}(?:last|a|two|",
-                r"three|0) (?:week|weeks|month|days)|(?:spurgte|skrev til|meldte|anmeldte) ",
+                r"three|0) (?:week|weeks|month|days)|(?:spurgte|skrev til) ",
                 r"(?:\w+ ){0,3}(?:i sidste uge|for \w+ (?:uger|dage) siden))\b"
             ),
         ),
         q(
             "the fault is still there after a visit",
             concat!(
-                r"\b(?:(?:still|stadig)(?: \w+){0,4} (?:after|efter) (?:his|her|their|the|",
-                r"your|besoeget|reparationen)|(?:came|was here|were here|var her|kom) ",
+                r"\b(?:(?:still|stadig)(?: \w+){0,4} (?:after|efter) (?:(?:his|her|their|the|",
+                r"your) (?:\w+ )?(?:visit|repair|fix|plumber|electrician|technician|",
+                r"handyman|caretaker)|besoeget|reparationen|haandvaerker\w*|montoer\w*|",
+                r"vicevaert\w*|elektriker\w*|vvs\w*)|(?:came|was here|were here|var her|kom) ",
                 r"(?:\w+ ){0,2}(?:to fix|to repair|and fixed|and repaired|for at (?:lave|",
                 r"reparere|ordne|skifte)|og (?:lavede|reparerede|ordnede|skiftede))",
                 r"(?: \w+){0,6} \. (?:\w+ ){0,6}(?:still|stadig)|(?:coming|come) back to ",
-                r"(?:finish|fix|complete)|kommer (?:\w+ )?tilbage (?:og|for at))\b"
+                r"(?:finish|fix|complete)|kommer (?:han|hun|de|i|haandvaerker\w*|maler\w*|",
+                r"toemrer\w*|elektriker\w*|montoer\w*|vvs\w*) (?:\w+ )?tilbage (?:og|for at))\b"
             ),
         ),
         q(
@@ -148,7 +151,7 @@ pub fn repair_followup_cues(text: &str) -> Vec<Fired> {
 static ADDITION: LazyLock<Regex> = LazyLock::new(|| {
     regex(concat!(
         r"\b(?:also|on another note|another thing|one more thing|by the way|btw|and now|",
-        r"in addition|additionally|and theres|and there is|and there are|plus|",
+        r"in addition|additionally|and theres|and there is|and there are|plus|ps|oh and|",
         r"og saa|derudover|desuden|og nu|og btw|og vigtigere|forresten|en anden ting|",
         r"og der er|og saa er der|og ogsaa)\b"
     ))
@@ -242,6 +245,9 @@ mod tests {
             "En gren er faldet ned over stien. Ingen er kommet til skade.",
             "The tap still drips after I changed the washer myself.",
             "Please send someone to look at the radiator.",
+            "My radiators are still cold even after the heating season started.",
+            "Skimmelsvampen kommer altid tilbage og breder sig.",
+            "Jeg meldte skaden til forsikringen i sidste uge. Terrassedøren kan ikke låses.",
         ];
         for text in without {
             assert!(
