@@ -93,7 +93,8 @@ fn triage_reads_and_writes_files() {
     let output_path = dir.path().join("out.jsonl");
     std::fs::write(
         &input,
-        b"{\"id\": \"x\", \"text\": \"K\xc3\xb8leskabet er d\xc3\xb8d\"}\n\xff\xfe\n",
+        // A byte order mark, as editors on Windows write, then a line that is no UTF-8.
+        b"\xef\xbb\xbf{\"id\": \"x\", \"text\": \"K\xc3\xb8leskabet er d\xc3\xb8d\"}\n\xff\xfe\n",
     )
     .expect("input written");
     let status = Command::new(CARETAKER)

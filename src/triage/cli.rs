@@ -114,6 +114,11 @@ fn run_triage(args: &TriageArgs) -> anyhow::Result<()> {
 /// Classifies one input line, or describes why it cannot be classified.
 fn answer_line(classifier: &Classifier, line: &[u8], number: usize) -> Value {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // Editors on Windows start a UTF-8 file with a byte order mark.
+    let line = match number {
+        1 => line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line),
+        _ => line,
+    };
     let expected = "expected a JSON object {\"id\": …, \"text\": …}";
     let Ok(line) = std::str::from_utf8(line) else {
         return json!({"error": format!("line {number} is not valid UTF-8; {expected}")});

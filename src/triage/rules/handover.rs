@@ -27,7 +27,10 @@ static HANDOVER: LazyLock<Vec<Handover>> = LazyLock::new(|| {
                 r"\b(?:roeget hash|ryger hash|smoking (?:weed|hash|cannabis)|",
                 r"(?:smoking|smoked|ryger|roeget|ryget) (?:\w+ ){0,2}(?:on|in|i|paa) ",
                 r"(?:\w+ ){0,2}(?:balcon\w*|altan\w*|stairwell|opgang\w*|my flat|",
-                r"trappe\w*)|barking|goeer|gjammer|parties|party|fester|fest (?:\w+ ){0,3}",
+                r"trappe\w*)|barking|goeer|gjammer|parties|(?:having|have|had|holding|",
+                r"hold|holds|throwing|threw|throw|noisy|loud|wild|another) (?:a |their |",
+                r"big )?party|party (?:next door|upstairs|downstairs|all night|until|",
+                r"til|again|every)|fester|fest (?:\w+ ){0,3}",
                 r"(?:hele natten|all night)|music (?:\w+ ){0,3}(?:loud|all night)|",
                 r"musikken|argue|arguing|skaendes|ringing (?:\w+ ){0,2}doorbells|",
                 r"ringer paa (?:\w+ ){0,2}doerklokker|hung up on me|lagde paa|",
@@ -395,6 +398,10 @@ mod tests {
                 "people's behaviour",
             ),
             (
+                "The flat below had a party until 4 am",
+                "people's behaviour",
+            ),
+            (
                 "Whoever lives below us burns incense all evening",
                 "neighbour's behaviour",
             ),
@@ -437,5 +444,19 @@ mod tests {
         assert!(handover("When will the painters leave the stairwell?").is_empty());
         // Renting a common room is a booking, not a sublet.
         assert!(handover("Can we rent the common room on Saturday?").is_empty());
+        assert!(handover("Can I book the party room for the 8th?").is_empty());
+        // A duration is no age.
+        assert!(handover("The tap has dripped for 2 weeks now").is_empty());
+        assert!(handover("Det er seks uger siden, jeg skrev om vinduet").is_empty());
+        let rules: Vec<_> = handover("Our 8-month-old twins sleep in the cold room")
+            .iter()
+            .map(|f| f.rule)
+            .collect();
+        assert_eq!(rules, ["vulnerable person"]);
+        let rules: Vec<_> = handover("Vi har en søn på 5 uger")
+            .iter()
+            .map(|f| f.rule)
+            .collect();
+        assert_eq!(rules, ["vulnerable person"]);
     }
 }
