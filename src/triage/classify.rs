@@ -228,10 +228,12 @@ pub fn classify(model: &Model, text: &str) -> Triage {
     for fired in handover {
         // Words of a lease action also name repairs ("renew the sealant") and questions about
         // the rules ("how much notice"), so only those intents ignore them.
-        let lease_words_elsewhere = matches!(
-            intent.as_str(),
-            "maintenance_request" | "emergency" | "general_question"
-        );
+        // A repair request that won over a lease request leaves that lease action to a human.
+        let lease_words_elsewhere = added.is_none()
+            && matches!(
+                intent.as_str(),
+                "maintenance_request" | "emergency" | "general_question"
+            );
         if fired.rule == "lease action" && lease_words_elsewhere {
             continue;
         }
@@ -736,6 +738,8 @@ mod tests {
             rules.contains("another request in the message is a repair"),
             "{rules}"
         );
+        // The notice still goes to a human.
+        assert!(triage.needs_human);
 
         // Without a word of addition the message is one request, which the model judges whole.
         let text = "I want to give notice on my flat from next month.";
