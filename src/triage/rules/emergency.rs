@@ -1015,10 +1015,14 @@ static PERSON_DOWN: LazyLock<Regex> = LazyLock::new(|| {
     ))
 });
 
-/// Words after "fell" or "faldt" that make it no fall of a person: asleep, behind on rent, off
-/// a bike outside.
-static NOT_A_FALL: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^ (?:asleep|behind|off|for|in love|i soevn|bagud|af)\b"));
+/// Words after "fell" or "faldt" that make it no fall indoors: asleep, behind on rent, in love,
+/// off a bike.
+static NOT_A_FALL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(concat!(
+        r"^ (?:asleep|behind|for|in love|i soevn|bagud|",
+        r"(?:off|af) (?:\w+ )?(?:bike|bicycle|scooter|cykl\w*|cykel\w*|loebehjul\w*))\b"
+    ))
+});
 
 /// Words saying that the door to the person is locked from inside, jammed or blocked.
 static OUT_OF_REACH: LazyLock<Regex> = LazyLock::new(|| {
@@ -1828,6 +1832,10 @@ mod tests {
                 "en",
             ),
             ("Naboen er besvimet derinde og døren sidder fast", "da"),
+            (
+                "My mother fell off a chair and the bathroom door is locked from the inside",
+                "en",
+            ),
             (
                 "Min mor er faldet og har det ikke godt, vi kommer ikke ind",
                 "da",

@@ -273,8 +273,8 @@ mod tests {
         let parts = request_parts("Can I pay a week late? Also the landing light is out.");
         assert_eq!(parts.len(), 2, "{parts:?}");
         assert_eq!(parts[1], "also the landing light is out");
-        let one = request_parts("The tap drips and the drain is slow.");
-        assert_eq!(one, vec!["the tap drips and the drain is slow"]);
+        let single = request_parts("The tap drips and the drain is slow.");
+        assert_eq!(single, vec!["the tap drips and the drain is slow"]);
         assert_eq!(request_parts("Also."), vec!["also"]);
         let parts = request_parts("May I sublet my room? And there's a draught at the window.");
         assert_eq!(parts.len(), 2, "{parts:?}");
